@@ -1,0 +1,71 @@
+"""trainer-callbacks core: the plugin contract, discovery, ``create``/``create_all`` and reporting.
+
+Importing this package does not import torch or transformers; the names that need them
+(:class:`PluginCallback`, :func:`report_scalars`) are loaded on first access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trainer_callbacks.core.errors import (
+    ConfigurationError,
+    PluginLoadError,
+    TrainerCallbacksError,
+    UnknownCallbackError,
+    UnknownOptionError,
+)
+from trainer_callbacks.core.factory import create, create_all, get_spec, load_config
+from trainer_callbacks.core.markers import hookimpl, hookspec
+from trainer_callbacks.core.plugins import (
+    PluginInfo,
+    callback_specs,
+    discover,
+    get_plugin_manager,
+    load_status,
+    register_plugin,
+    unregister_plugin,
+)
+from trainer_callbacks.core.spec import CallbackSpec, OptionSpec
+
+if TYPE_CHECKING:
+    from trainer_callbacks.core.callback import PluginCallback
+    from trainer_callbacks.core.reporting import report_scalars
+
+__all__ = [
+    "CallbackSpec",
+    "ConfigurationError",
+    "OptionSpec",
+    "PluginCallback",
+    "PluginInfo",
+    "PluginLoadError",
+    "TrainerCallbacksError",
+    "UnknownCallbackError",
+    "UnknownOptionError",
+    "callback_specs",
+    "create",
+    "create_all",
+    "discover",
+    "get_plugin_manager",
+    "get_spec",
+    "hookimpl",
+    "hookspec",
+    "load_config",
+    "load_status",
+    "register_plugin",
+    "report_scalars",
+    "unregister_plugin",
+]
+
+_LAZY = {
+    "PluginCallback": "trainer_callbacks.core.callback",
+    "report_scalars": "trainer_callbacks.core.reporting",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trainer_callbacks.core' has no attribute {name!r}")

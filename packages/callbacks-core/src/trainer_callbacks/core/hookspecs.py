@@ -1,0 +1,64 @@
+"""The hooks a trainer-callbacks plugin can implement.
+
+A plugin is a module named by an entry point in the ``trainer_callbacks`` group. Its hook
+functions carry ``@hookimpl`` (from :mod:`trainer_callbacks.core`) and have the names
+below; pluggy checks their argument names against these specifications when the
+plugin is registered. Plugin modules must stay light: import torch and transformers
+inside your callback module, not at the top of the plugin module, so that
+``trainer-callbacks list`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainer_callbacks.core.markers import hookspec
+
+if TYPE_CHECKING:
+    from trainer_callbacks.core.plotting import PlotEvent
+    from trainer_callbacks.core.spec import CallbackSpec
+
+
+@hookspec
+def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
+    """Register the callbacks this plugin provides.
+
+    Call ``register(CallbackSpec(name=..., summary=..., factory="pkg.module:Class"))``
+    once per callback. The factory is imported only when the callback is created or
+    its options are shown.
+    """
+
+
+@hookspec
+def validate_training_args(args: Any, callbacks: Sequence[Any]) -> list[str] | None:
+    """Check ``args`` (a ``TrainingArguments``) against the callbacks of this ``train()`` call.
+
+    Called once at the start of every ``train()`` (from the first trainer-callbacks callback's
+    ``on_train_begin``, before any step runs) with every callback the Trainer holds.
+    Return a list of problems, each naming the setting and the fix; an empty list or
+    ``None`` when all is well. All problems of all plugins are raised together as one
+    :class:`~trainer_callbacks.core.errors.ConfigurationError`.
+    """
+
+
+@hookspec
+def plot_events(log_history: list[dict[str, Any]]) -> list[PlotEvent] | None:
+    """Events to mark on the loss and learning-rate curves of ``trainer-callbacks plot``.
+
+    ``log_history`` is ``TrainerState.log_history`` as read from ``trainer_state.json``.
+    """
+
+
+@hookspec
+def plot_figures(log_history: list[dict[str, Any]], output_dir: Path) -> list[Path] | None:
+    """Draw this plugin's own figures (PNG) into ``output_dir`` and return their paths.
+
+    matplotlib is importable when this is called; import it inside the hook.
+    """
+
+
+@hookspec
+def summarize_run(log_history: list[dict[str, Any]], output_dir: Path) -> list[str] | None:
+    """Lines for the human-readable summary at the end of ``trainer-callbacks demo``."""
