@@ -1,0 +1,52 @@
+"""Options are read from the factory's signature and its Google-style docstring."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer_callbacks.core.spec import CallbackSpec, options_from_callable, parse_arg_docs
+
+
+class Sample:
+    """A sample callback.
+
+    Args:
+        monitor (`str`): the metric to watch,
+            continued on a second line.
+        patience (int): evaluations to wait.
+        flag: no type given.
+
+    Returns nothing worth documenting.
+    """
+
+    def __init__(self, monitor: str, patience: int = 3, flag: bool = False, **extra: object) -> None:
+        pass
+
+
+def test_options_come_from_signature_and_docstring() -> None:
+    options = {opt.name: opt for opt in options_from_callable(Sample)}
+    assert list(options) == ["monitor", "patience", "flag"]  # **extra is not an option
+    assert options["monitor"].required and options["monitor"].type == "str"
+    assert options["monitor"].doc == "the metric to watch, continued on a second line."
+    assert not options["patience"].required and options["patience"].default == 3
+    assert options["patience"].type == "int"
+    assert options["flag"].doc == "no type given."
+
+
+def test_parse_arg_docs_stops_at_the_next_section() -> None:
+    docs = parse_arg_docs("Intro.\n\nArgs:\n    a: first.\n\nReturns:\n    b: not an arg.\n")
+    assert docs == {"a": "first."}
+
+
+def test_spec_rejects_names_that_cannot_be_toml_tables_or_flags() -> None:
+    with pytest.raises(ValueError, match="lower case"):
+        CallbackSpec(name="Early-Stop", summary="", factory="x:y")
+    with pytest.raises(ValueError, match="package.module:Attribute"):
+        CallbackSpec(name="ok", summary="", factory="no_colon")
+
+
+def test_factory_is_imported_lazily_from_its_import_string() -> None:
+    spec = CallbackSpec(name="od", summary="", factory="collections:OrderedDict")
+    import collections
+
+    assert spec.load_factory() is collections.OrderedDict
