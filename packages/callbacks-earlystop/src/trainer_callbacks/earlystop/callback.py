@@ -1,0 +1,299 @@
+"""``EarlyStopping``: the Trainer callback around :mod:`trainer_callbacks.earlystop.rule`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from trainer_callbacks.core.callback import PluginCallback
+from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.earlystop.metric import (
+    Metric,
+    build_config,
+    infer_mode,
+    metric_key,
+    mode_problem,
+    monitor_to_json,
+)
+from trainer_callbacks.earlystop.rule import Best, EarlyStoppingRule, StopReason
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "early_stopping"
+REASON_KEY = f"{PREFIX}/reason"
+"""A ``log_history`` entry (text, not a scalar) that records the stop reason for summaries and plots."""
+
+
+def _eval_prefix(metrics: Mapping[str, Any]) -> str | None:
+    """The ``metric_key_prefix`` of one evaluation call, read from its ``<prefix>_runtime`` key."""
+    for key in metrics:
+        if key.endswith("_runtime"):
+            return key[: -len("_runtime")]
+    return None
+
+
+def _owns(prefix: str | None, name: str) -> bool:
+    """Whether the evaluation call with ``prefix`` is the one that should report metric ``name``.
+
+    One eval dataset: prefix ``eval`` reports everything. Several (``eval_dataset`` a dict):
+    the Trainer calls ``on_evaluate`` once per dataset with prefix ``eval_<dataset>``.
+    """
+    return prefix is None or prefix == "eval" or name.startswith(f"{prefix}_")
+
+
+class EarlyStopping(PluginCallback):
+    """Stop training when the monitored evaluation metrics stop improving.
+
+    Watches one or several metrics and stops when all of them (``combine="all"``), any of them
+    (``"any"``) have stalled, or when no evaluation has improved the Pareto front for
+    ``patience`` evaluations (``"pareto"``); stops at once on a NaN/inf value, a crossed
+    ``divergence_threshold`` or a reached ``stopping_threshold``. It keeps its own bests (never
+    ``state.best_metric``), resets at each ``train()``, resumes exactly from checkpoints, and logs
+    ``early_stopping/wait/<metric>``, ``early_stopping/best/<metric>`` and ``early_stopping/stopped``.
+
+    Args:
+        monitor (str | dict | list): the metric(s): "eval_loss", {"eval_loss": "min", "eval_accuracy": "max"} or a
+            list of Metric(...) (or of tables of Metric fields). Names without "eval_" get it. A bare name takes its
+            mode from greater_is_better when it is metric_for_best_model, else "min" for loss/error/perplexity.
+        patience (int | dict): evaluations without improvement before a metric counts as stalled (0 acts like 1).
+        threshold (float | dict): minimum change that counts as improvement.
+        threshold_mode (str | dict): "abs" (change > threshold) or "rel" (change > threshold * |best|).
+        combine (str): "all": stop when every metric has stalled; "any": when one has; "pareto": when no evaluation's
+            vector of values has been undominated for patience evaluations.
+        baseline (float | dict | None): value(s) that must be beaten to count as improvement.
+        stopping_threshold (float | dict | None): value(s) at which the goal is reached: stop at once.
+        divergence_threshold (float | dict | None): value(s) past which training is hopeless: stop at once.
+        check_finite (bool): stop at once when a monitored metric is NaN or inf.
+        min_steps (int): evaluations before this global step are ignored entirely.
+        strict (bool): a monitored metric missing from an evaluation is an error listing the metrics present;
+            False: that metric is skipped for that evaluation, with one warning.
+    """
+
+    def __init__(
+        self,
+        monitor: str | Mapping[str, str] | list[Any] = "eval_loss",
+        patience: int | Mapping[str, int] = 3,
+        threshold: float | Mapping[str, float] = 0.0,
+        threshold_mode: str | Mapping[str, str] = "abs",
+        combine: str = "all",
+        baseline: float | Mapping[str, float] | None = None,
+        stopping_threshold: float | Mapping[str, float] | None = None,
+        divergence_threshold: float | Mapping[str, float] | None = None,
+        check_finite: bool = True,
+        min_steps: int = 0,
+        strict: bool = True,
+    ) -> None:
+        self._config = build_config(
+            monitor,
+            patience=patience,
+            threshold=threshold,
+            threshold_mode=threshold_mode,
+            combine=combine,
+            baseline=baseline,
+            stopping_threshold=stopping_threshold,
+            divergence_threshold=divergence_threshold,
+            check_finite=check_finite,
+            min_steps=min_steps,
+            strict=strict,
+        )
+        super().__init__(
+            monitor=monitor_to_json(monitor),
+            patience=dict(patience) if isinstance(patience, Mapping) else patience,
+            threshold=dict(threshold) if isinstance(threshold, Mapping) else threshold,
+            threshold_mode=dict(threshold_mode) if isinstance(threshold_mode, Mapping) else threshold_mode,
+            combine=combine,
+            baseline=dict(baseline) if isinstance(baseline, Mapping) else baseline,
+            stopping_threshold=dict(stopping_threshold)
+            if isinstance(stopping_threshold, Mapping)
+            else stopping_threshold,
+            divergence_threshold=dict(divergence_threshold)
+            if isinstance(divergence_threshold, Mapping)
+            else divergence_threshold,
+            check_finite=check_finite,
+            min_steps=min_steps,
+            strict=strict,
+        )
+
+    @classmethod
+    def from_training_args(
+        cls, args: Any, patience: int = 1, threshold: float = 0.0, **options: Any
+    ) -> EarlyStopping:
+        """The single-metric stopper of transformers' ``EarlyStoppingCallback``, from ``TrainingArguments``.
+
+        Monitors ``args.metric_for_best_model`` with the mode of ``args.greater_is_better``;
+        ``patience`` and ``threshold`` default to ``EarlyStoppingCallback``'s (1 and 0.0).
+        Other ``EarlyStopping`` options pass through.
+        """
+        name = getattr(args, "metric_for_best_model", None)
+        if not name:
+            raise ConfigurationError(
+                "EarlyStopping.from_training_args: args.metric_for_best_model is not set; set it "
+                "(e.g. metric_for_best_model='eval_loss') or build EarlyStopping(monitor=...) directly"
+            )
+        mode = infer_mode(metric_key(name), args)
+        return cls(monitor={metric_key(name): mode or "min"}, patience=patience, threshold=threshold, **options)
+
+    # ---- PluginCallback -----------------------------------------------------------------
+    def reset(self) -> None:
+        self._rule: EarlyStoppingRule | None = None if self._config.unresolved() else self._config.resolve()
+        self._saved: dict[str, Any] | None = None
+        self._training = False
+        self._step: int | None = None
+        self._seen: dict[str, float] = {}
+        self._keys: list[str] = []
+        self._skipped: set[str] = set()
+        self._decided = False
+        self._warned: set[str] = set()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._rule is not None:
+            return self._rule.state_dict()
+        return dict(self._saved or {})
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self._rule is None:
+            self._saved = dict(state)
+        else:
+            self._rule.load_state_dict(state)
+
+    def check_training_args(self, args: Any) -> list[str]:
+        problems = []
+        strategy = getattr(args, "eval_strategy", None)
+        if strategy is not None and str(getattr(strategy, "value", strategy)) == "no":
+            problems.append(
+                "eval_strategy='no' means no evaluation runs during training, so early stopping can never act; "
+                "set eval_strategy='steps' (with eval_steps) or 'epoch' in TrainingArguments"
+            )
+        unresolved = self._config.unresolved(args)
+        if unresolved:
+            problems.append(mode_problem(unresolved))
+        max_steps = getattr(args, "max_steps", -1)
+        if isinstance(max_steps, int) and 0 < max_steps <= self._config.min_steps:
+            problems.append(
+                f"min_steps={self._config.min_steps} >= max_steps={max_steps}: every evaluation would be ignored; "
+                "lower min_steps"
+            )
+        return problems
+
+    def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        restored = self.state_dict()
+        self._rule = self._config.resolve(args)
+        if restored:
+            self._rule.load_state_dict(restored)
+        self._saved = None
+        self._training = True
+
+    # ---- the public view ------------------------------------------------------------------
+    @property
+    def monitored(self) -> list[str]:
+        """The monitored metric names (with ``eval_``)."""
+        return self._config.names
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """Why the current (or last) run stopped: ``kind``, ``metrics``, ``step``, ``values``; ``None`` if it did not."""
+        return self._rule.stop_reason if self._rule is not None else None
+
+    @property
+    def best(self) -> dict[str, Best]:
+        """Per metric, ``Best(value, step)`` of the current (or last) run."""
+        if self._rule is None:
+            return {name: Best(None, None) for name in self._config.names}
+        return self._rule.best
+
+    @property
+    def waits(self) -> dict[str, int]:
+        """Per metric, evaluations since its last improvement."""
+        if self._rule is None:
+            return dict.fromkeys(self._config.names, 0)
+        return self._rule.waits
+
+    # ---- events ------------------------------------------------------------------------------
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Mapping[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        # Only evaluations inside train() count; trainer.evaluate() before/after training does not.
+        if not self._training or self._rule is None or not metrics:
+            return
+        step = int(state.global_step)
+        if step != self._step:
+            self._finish_pending(args, state, control, during="the next evaluation")
+            self._step, self._seen, self._keys, self._skipped, self._decided = step, {}, [], set(), False
+        if self._decided:
+            return
+        self._keys.extend(k for k in metrics if k not in self._keys)
+        for name in self._config.names:
+            if name in metrics:
+                self._seen[name] = float(metrics[name])
+        prefix = _eval_prefix(metrics)
+        missing = [n for n in self._config.names if n not in self._seen and n not in self._skipped and _owns(prefix, n)]
+        if missing:
+            self._missing(missing)
+        if all(n in self._seen or n in self._skipped for n in self._config.names):
+            self._decide(args, state, control)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._training and not self._decided and self._step is not None:
+            absent = [n for n in self._config.names if n not in self._seen]
+            logger.warning(
+                "EarlyStopping: the evaluation at step %d never reported %s (metrics present: %s)",
+                self._step, ", ".join(absent), ", ".join(self._keys),
+            )
+        self._training = False
+        super().on_train_end(args, state, control, **kwargs)
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _missing(self, names: list[str]) -> None:
+        present = ", ".join(self._keys) or "(none)"
+        if self._config.strict:
+            raise ConfigurationError(
+                f"EarlyStopping: monitored metric(s) {', '.join(names)} missing from the evaluation at step "
+                f"{self._step}. Metrics present: {present}. Monitor one of these, make compute_metrics return "
+                "the metric, or pass strict=False to skip a missing metric"
+            )
+        new = [n for n in names if n not in self._warned]
+        if new:
+            logger.warning(
+                "EarlyStopping: monitored metric(s) %s missing from the evaluation at step %s (present: %s); "
+                "skipping them for the evaluations that lack them (strict=False)",
+                ", ".join(new), self._step, present,
+            )
+            self._warned.update(new)
+        self._skipped.update(names)
+
+    def _finish_pending(self, args: Any, state: Any, control: Any, during: str) -> None:
+        """An evaluation step that ended without all monitored metrics (several eval datasets)."""
+        if self._step is None or self._decided:
+            return
+        absent = [n for n in self._config.names if n not in self._seen and n not in self._skipped]
+        self._missing(absent)
+        if self._seen:
+            self._decide(args, state, control, step=self._step)
+
+    def _decide(self, args: Any, state: Any, control: Any, step: int | None = None) -> None:
+        assert self._rule is not None
+        self._decided = True
+        step = self._step if step is None else step
+        assert step is not None
+        reason = self._rule.update(step, self._seen)
+        if step < self._config.min_steps:
+            return
+        scalars: dict[str, float] = {}
+        for name, best in self._rule.best.items():
+            scalars[f"{PREFIX}/wait/{name}"] = float(self._rule.progress[name].wait)
+            if best.value is not None:
+                scalars[f"{PREFIX}/best/{name}"] = float(best.value)
+        if self._config.combine == "pareto":
+            scalars[f"{PREFIX}/wait/pareto"] = float(self._rule.shared_wait)
+        if reason is not None:
+            scalars[f"{PREFIX}/stopped"] = 1.0
+        self.report(args, state, scalars, step=step)
+        if reason is not None:
+            control.should_training_stop = True
+            state.log_history.append({REASON_KEY: f"{reason.kind}: {reason.message}", "step": step})
+            if getattr(state, "is_world_process_zero", True):
+                logger.info("EarlyStopping: stopping at step %d: %s", step, reason.message)
+
+
+__all__ = ["EarlyStopping", "Metric"]
