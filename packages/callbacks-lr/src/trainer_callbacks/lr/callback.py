@@ -1,0 +1,344 @@
+"""``ReduceLROnPlateau``: cut the learning rate when an evaluation metric stalls, on top of any schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trainer_callbacks.core.callback import PluginCallback
+from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.lr import names
+from trainer_callbacks.lr.monitor import belongs_to, evaluation_prefix, find_metric, resolve_mode
+from trainer_callbacks.lr.plateau import PlateauRule, reduced_lrs
+from trainer_callbacks.lr.scaling import LRTarget
+
+logger = logging.getLogger(__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _setting(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+class ReduceLROnPlateau(PluginCallback):
+    """Reduce the learning rate when an evaluation metric has stopped improving, on top of the Trainer's schedule.
+
+    At every evaluation it runs the rule of ``torch.optim.lr_scheduler.ReduceLROnPlateau.step``;
+    a reduction multiplies each param group's peak (base) learning rate by ``factor`` (never
+    below its ``min_lr``), so the effective LR at every later step is the schedule's value
+    (warmup, linear, cosine, a user ``LambdaLR``...) times the accumulated plateau scale,
+    from the very next optimizer step. The ``rel`` threshold is sign-safe for negative
+    metrics (torch's is not); for non-negative metrics the decisions equal torch's.
+
+    Args:
+        monitor (str): The evaluation metric to watch, as in the ``metrics`` of ``on_evaluate``
+            (``eval_loss``, ``eval_accuracy``); a name without the ``eval_`` prefix is also found.
+        mode (str | None): ``"min"`` or ``"max"``. ``None``: from ``greater_is_better`` when ``monitor`` is
+            ``metric_for_best_model``, else ``"min"`` for loss-like names (loss, error, perplexity, ppl),
+            else a configuration error at train begin.
+        factor (float): Multiplier of the peak LR at each reduction, in (0, 1).
+        patience (int): Evaluations without improvement that are tolerated; the LR is cut at the
+            ``patience + 1``-th (as torch). 0 cuts at the first evaluation that does not improve.
+        threshold (float): Minimal change that counts as an improvement (relative or absolute).
+        threshold_mode (str): ``"rel"``: improve by ``threshold * |best|``; ``"abs"``: by ``threshold``.
+        cooldown (int): Evaluations after a reduction during which bad evaluations are not counted.
+        min_lr (float | list[float]): Lower bound of each group's peak LR: one number for all groups
+            or one per param group (the length must equal the optimizer's param groups).
+        eps (float): A reduction smaller than this (in LR units) is skipped, as in torch.
+        strict (bool): Raise a ``ConfigurationError`` listing the metrics present when ``monitor`` is
+            missing from an evaluation; ``False``: warn once and skip such evaluations.
+        min_steps (int): Evaluations before this global step are ignored entirely (no best, no bad
+            count, no cooldown change).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "eval_loss",
+        mode: str | None = None,
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | list[float] = 0.0,
+        eps: float = 1e-8,
+        strict: bool = True,
+        min_steps: int = 0,
+    ) -> None:
+        problems = _option_problems(
+            monitor, mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps, strict, min_steps
+        )
+        if problems:
+            raise ConfigurationError("ReduceLROnPlateau: " + "; ".join(problems))
+        self.monitor = monitor
+        self.mode = mode
+        self.factor = float(factor)
+        self.patience = patience
+        self.threshold = float(threshold)
+        self.threshold_mode = threshold_mode
+        self.cooldown = cooldown
+        self.min_lr: float | list[float] = (
+            [float(v) for v in min_lr] if isinstance(min_lr, (list, tuple)) else float(min_lr)
+        )
+        self.eps = float(eps)
+        self.strict = strict
+        self.min_steps = min_steps
+        super().__init__(
+            monitor=monitor,
+            mode=mode,
+            factor=self.factor,
+            patience=patience,
+            threshold=self.threshold,
+            threshold_mode=threshold_mode,
+            cooldown=cooldown,
+            min_lr=self.min_lr,
+            eps=self.eps,
+            strict=strict,
+            min_steps=min_steps,
+        )
+
+    # ---- per-run state ---------------------------------------------------------------
+    def reset(self) -> None:
+        self.rule = PlateauRule(
+            mode=self.mode or "min",  # type: ignore[arg-type]
+            patience=self.patience,
+            threshold=self.threshold,
+            threshold_mode=self.threshold_mode,  # type: ignore[arg-type]
+            cooldown=self.cooldown,
+        )
+        self.scales: list[float] = []
+        self.reductions = 0
+        self.target: LRTarget | None = None
+        self.min_lrs: list[float] = []
+        self._active = False
+        self._restored = False
+        self._warned_missing = False
+        self._missing_since: int | None = None
+        self._found_at: int | None = None
+        self._missing_seen: dict[str, None] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self.rule.state_dict(),
+            "mode": self.rule.mode,
+            "scales": list(self.scales),
+            "reductions": self.reductions,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not state:
+            return
+        self.rule.load_state_dict(state)
+        if state.get("mode") in ("min", "max"):
+            self.rule.mode = state["mode"]
+        self.scales = [float(s) for s in state.get("scales", [])]
+        self.reductions = int(state.get("reductions", 0))
+        self._restored = True
+
+    @property
+    def scale(self) -> float:
+        """The accumulated plateau multiplier of param group 0 (1.0 before any reduction)."""
+        return self.scales[0] if self.scales else 1.0
+
+    # ---- train begin -----------------------------------------------------------------------
+    def check_training_args(self, args: Any) -> list[str]:
+        problems = []
+        scheduler_type = _setting(getattr(args, "lr_scheduler_type", ""))
+        if scheduler_type in ("reduce_lr_on_plateau", "greedy"):
+            problems.append(
+                f"lr_scheduler_type={scheduler_type!r} is a second plateau controller (and drops warmup and decay); "
+                "set lr_scheduler_type to the schedule you want ('linear', 'cosine', 'constant_with_warmup'...) "
+                "and let this callback cut the LR on plateaus"
+            )
+        if _setting(getattr(args, "eval_strategy", "no")) == "no":
+            problems.append(
+                f"eval_strategy='no': there are no evaluations, so {self.monitor!r} never arrives and the LR is "
+                "never reduced; set eval_strategy='steps' (with eval_steps) or 'epoch'"
+            )
+        _, problem = resolve_mode(self.mode, self.monitor, args)
+        if problem:
+            problems.append(problem)
+        return problems
+
+    def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        mode, problem = resolve_mode(self.mode, self.monitor, args)
+        if problem:  # pragma: no cover - check_training_args already raised
+            raise ConfigurationError(problem)
+        fresh = not self._restored
+        if self._restored and self.rule.mode != mode:
+            logger.warning(
+                "ReduceLROnPlateau: the checkpoint watched %s in mode %r, this run in mode %r; starting the plateau "
+                "bookkeeping afresh",
+                self.monitor,
+                self.rule.mode,
+                mode,
+            )
+            fresh = True
+        self.rule.mode = mode  # type: ignore[assignment]
+        if fresh:
+            self.rule.reset()
+        self.target = LRTarget.from_trainer(kwargs.get("optimizer"), kwargs.get("lr_scheduler"))
+        n_groups = len(self.target.param_groups)
+        if isinstance(self.min_lr, list):
+            if len(self.min_lr) != n_groups:
+                raise ConfigurationError(
+                    f"ReduceLROnPlateau: min_lr has {len(self.min_lr)} values but the optimizer has {n_groups} param "
+                    f"group(s); pass one value per group (in the optimizer's order) or a single float"
+                )
+            self.min_lrs = list(self.min_lr)
+        else:
+            self.min_lrs = [self.min_lr] * n_groups
+        if len(self.scales) != n_groups:
+            if self.scales:
+                logger.warning(
+                    "ReduceLROnPlateau: the checkpoint had %d param group(s), the optimizer has %d; the logged "
+                    "scale restarts at 1 (the LRs themselves come from the optimizer and scheduler state)",
+                    len(self.scales),
+                    n_groups,
+                )
+            self.scales = [1.0] * n_groups
+        self._active = True
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        if not self._active or self.target is None:
+            return  # an evaluate() outside train(): nothing to schedule
+        if state.global_step < self.min_steps:
+            return
+        metrics = metrics or {}
+        key = find_metric(metrics, self.monitor)
+        if key is None:
+            self._on_missing(metrics, state)
+            return
+        self._missing_since = None
+        self._found_at = state.global_step
+        value = float(metrics[key])
+        old_peaks = self.target.peak_lrs()
+        bad_before = self.rule.num_bad_epochs + (0 if self.rule.is_better(value) else 1)
+        scalars: dict[str, float] = {}
+        if self.rule.step(value):
+            new_peaks = reduced_lrs(old_peaks, self.factor, self.min_lrs, self.eps)
+            if new_peaks != old_peaks:
+                self.target.set_peak_lrs(new_peaks)
+                for i, (old, new) in enumerate(zip(old_peaks, new_peaks)):
+                    if old > 0:
+                        self.scales[i] *= new / old
+                    scalars[names.old_lr(i)] = old
+                    scalars[names.new_lr(i)] = new
+                self.reductions += 1
+                scalars[names.PLATEAU_EVALUATIONS] = float(bad_before)
+                logger.info(
+                    "ReduceLROnPlateau: %s did not improve for %d evaluations; step %d: peak LR %s",
+                    key,
+                    bad_before,
+                    state.global_step,
+                    ", ".join(f"group {i} {o:.3g} -> {n:.3g}" for i, (o, n) in enumerate(zip(old_peaks, new_peaks))),
+                )
+        scalars[names.SCALE] = self.scale
+        if len(self.scales) > 1:
+            for i, s in enumerate(self.scales):
+                scalars[names.group_scale(i)] = s
+        scalars[names.REDUCTIONS] = float(self.reductions)
+        scalars[names.wait(self.monitor)] = float(self.rule.num_bad_epochs)
+        if math.isfinite(self.rule.best):
+            scalars[names.best(self.monitor)] = self.rule.best
+        self.report(args, state, scalars)
+
+    def _on_missing(self, metrics: Mapping[str, Any], state: Any) -> None:
+        present = sorted(metrics)
+        if not self.strict:
+            if not self._warned_missing:
+                logger.warning(
+                    "ReduceLROnPlateau: %r is not among the evaluation metrics %s; evaluations without it are "
+                    "skipped (strict=False)",
+                    self.monitor,
+                    present,
+                )
+                self._warned_missing = True
+            return
+        if belongs_to(self.monitor, evaluation_prefix(metrics)):
+            raise ConfigurationError(_missing_message(self.monitor, present))
+        # Several eval datasets: another dataset's evaluation at this step may carry it.
+        if self._found_at == state.global_step:
+            return
+        if self._missing_since != state.global_step:
+            self._missing_seen = {}
+        self._missing_since = state.global_step
+        self._missing_seen.update(dict.fromkeys(present))
+
+    def _check_deferred_missing(self) -> None:
+        if self._missing_since is not None:
+            seen = sorted(self._missing_seen)
+            self._missing_since = None
+            raise ConfigurationError(_missing_message(self.monitor, seen))
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.strict:
+            self._check_deferred_missing()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._active = False
+        super().on_train_end(args, state, control, **kwargs)
+        if self.strict:
+            self._check_deferred_missing()
+
+
+def _missing_message(monitor: str, present: Sequence[str]) -> str:
+    return (
+        f"ReduceLROnPlateau: the monitored metric {monitor!r} is not in the evaluation metrics; present: "
+        f"{', '.join(present) or '(none)'}. Set monitor= to one of them (compute_metrics results are prefixed "
+        "with 'eval_', or 'eval_<name>_' for a dict of eval datasets), or pass strict=False to skip such evaluations"
+    )
+
+
+def _option_problems(
+    monitor: Any,
+    mode: Any,
+    factor: Any,
+    patience: Any,
+    threshold: Any,
+    threshold_mode: Any,
+    cooldown: Any,
+    min_lr: Any,
+    eps: Any,
+    strict: Any,
+    min_steps: Any,
+) -> list[str]:
+    problems = []
+    if not isinstance(monitor, str) or not monitor:
+        problems.append(f"monitor={monitor!r}: pass the name of an evaluation metric such as 'eval_loss'")
+    if mode not in (None, "min", "max"):
+        problems.append(f"mode={mode!r}: use 'min', 'max' or None (derived from greater_is_better / the name)")
+    if not _is_number(factor) or not 0.0 < factor < 1.0:
+        problems.append(f"factor={factor!r}: must be in (0, 1), e.g. 0.1 or 0.5 (the LR is multiplied by it)")
+    if not _is_int(patience) or patience < 0:
+        problems.append(f"patience={patience!r}: must be an integer >= 0")
+    if not _is_int(cooldown) or cooldown < 0:
+        problems.append(f"cooldown={cooldown!r}: must be an integer >= 0")
+    if not _is_int(min_steps) or min_steps < 0:
+        problems.append(f"min_steps={min_steps!r}: must be an integer >= 0")
+    if threshold_mode not in ("rel", "abs"):
+        problems.append(f"threshold_mode={threshold_mode!r}: use 'rel' or 'abs'")
+    if not _is_number(threshold) or not math.isfinite(threshold) or threshold < 0:
+        problems.append(f"threshold={threshold!r}: must be a finite number >= 0")
+    elif threshold_mode == "rel" and threshold >= 1:
+        problems.append(f"threshold={threshold!r} with threshold_mode='rel': must be < 1 (a fraction of |best|)")
+    lrs = min_lr if isinstance(min_lr, (list, tuple)) else [min_lr]
+    if not lrs or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in lrs):
+        problems.append(f"min_lr={min_lr!r}: a number >= 0, or a non-empty list of them (one per param group)")
+    if not _is_number(eps) or not math.isfinite(eps) or eps < 0:
+        problems.append(f"eps={eps!r}: must be a finite number >= 0")
+    if not isinstance(strict, bool):
+        problems.append(f"strict={strict!r}: must be True or False")
+    return problems
