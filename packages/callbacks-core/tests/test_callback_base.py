@@ -89,7 +89,9 @@ def test_validation_runs_at_train_begin_before_any_step(tiny_trainer: Any) -> No
     assert trainer.state.global_step == 0 and cb.steps == 0
 
 
-def test_plugin_hook_sees_every_callback(tiny_trainer: Any, fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plugin_hook_sees_every_callback(
+    tiny_trainer: Any, fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()
     seen: list[list[str]] = []

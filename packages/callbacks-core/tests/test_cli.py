@@ -52,7 +52,9 @@ def documented_plugin(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> 
     plugins.register_plugin(module, name="hello_plugin")
 
 
-def test_show_prints_options_types_defaults_and_docs(documented_plugin: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_prints_options_types_defaults_and_docs(
+    documented_plugin: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["show", "hello"]) == 0
     out = capsys.readouterr().out
     assert "hello: greets" in out and "plugin: hello_plugin" in out

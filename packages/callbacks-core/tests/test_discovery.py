@@ -51,7 +51,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, fresh_registry: None) -> 
     import sys
 
     modules = {"good": make_plugin("good"), "other": make_plugin("other")}
-    for name, module in modules.items():
+    for module in modules.values():
         monkeypatch.setitem(sys.modules, module.__name__, module)
     broken = types.ModuleType("fake_plugin_broken")
     monkeypatch.setitem(sys.modules, "fake_plugin_broken", None)  # import of it raises ImportError

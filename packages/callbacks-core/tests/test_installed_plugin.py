@@ -106,7 +106,9 @@ def test_list_shows_the_installed_plugin_and_the_broken_one(plugin_venv: Path) -
     assert "throwaway_broken: failed to load from throwaway_broken (throwaway-plugin)" in result.stdout
     assert "RuntimeError: this plugin is broken on purpose" in result.stdout
 
-    strict = run(plugin_venv, "from trainer_callbacks.core.cli import main; raise SystemExit(main(['list', '--strict']))")
+    strict = run(
+        plugin_venv, "from trainer_callbacks.core.cli import main; raise SystemExit(main(['list', '--strict']))"
+    )
     assert strict.returncode == 1
 
 

@@ -41,7 +41,7 @@ def test_parse_arg_docs_stops_at_the_next_section() -> None:
 def test_spec_rejects_names_that_cannot_be_toml_tables_or_flags() -> None:
     with pytest.raises(ValueError, match="lower case"):
         CallbackSpec(name="Early-Stop", summary="", factory="x:y")
-    with pytest.raises(ValueError, match="package.module:Attribute"):
+    with pytest.raises(ValueError, match=r"package\.module:Attribute"):
         CallbackSpec(name="ok", summary="", factory="no_colon")
 
 

@@ -82,7 +82,7 @@ def _describe(ep: metadata.EntryPoint) -> PluginInfo:
     dist = ep.dist
     if dist is not None:
         meta = dist.metadata
-        dist_name, version, summary = meta["Name"], dist.version, meta.get("Summary") or ""
+        dist_name, version, summary = meta["Name"], dist.version, meta.get("Summary", "") or ""  # type: ignore[attr-defined]
     else:
         dist_name, version, summary = "?", "?", ""
     return PluginInfo(name=ep.name, distribution=dist_name, version=version, summary=summary, entry_point=ep.value)
