@@ -1,0 +1,379 @@
+"""``CheckpointPruner``: the callback that applies the retention policy after every save."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from trainer_callbacks.checkpoint.deletion import Deleter, Removal, claim, leftovers
+from trainer_callbacks.checkpoint.policy import (
+    CheckpointInfo,
+    Decision,
+    RetentionPolicy,
+    decide,
+    monitor_size,
+    normalize_monitor,
+    resolve_monitor,
+)
+from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
+from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
+from trainer_callbacks.core.callback import PluginCallback
+from trainer_callbacks.core.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+UNSAVED_KEEP_PREFIX = "<not saved: "
+"""How an un-importable ``keep`` callable (a lambda, a closure) is written in the saved options."""
+
+KeepCallable = Callable[[CheckpointInfo], Any]
+
+
+def _import_keep(ref: str) -> KeepCallable:
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): write an importable function as 'module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): cannot import it ({exc})") from None
+    if not callable(obj):
+        raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): {type(obj).__name__} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _keep_reference(fn: KeepCallable) -> str | None:
+    """``'module:qualname'`` if importing it gives back ``fn``, else ``None``."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        return None
+    try:
+        return f"{module}:{qualname}" if _import_keep(f"{module}:{qualname}") is fn else None
+    except ConfigurationError:
+        return None
+
+
+def _check_count(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"CheckpointPruner({name}={value!r}): must be an integer >= {minimum}")
+
+
+class CheckpointPruner(PluginCallback):
+    """Deletes the checkpoints you do not need, never the ones you do, crash-safely and off the training thread.
+
+    After every save (on the processes where ``args.should_save``), the ``checkpoint-N``
+    folders of the run directory are the candidates; kept is the union of the newest
+    ``keep_last``, the ``keep_best`` best by ``monitor``, the Pareto front (``keep_pareto``),
+    milestones (``keep_every_n_steps``), ``state.best_model_checkpoint``, the checkpoint
+    training resumed from until a newer complete one exists, the newest complete
+    checkpoint, and whatever ``keep`` says; the rest is renamed to a hidden name (atomic) and
+    removed. Each prune logs ``checkpoint/kept``, ``checkpoint/deleted`` and
+    ``checkpoint/bytes_freed``.
+
+    Args:
+        keep_last (int): keep the newest N checkpoints by global step (at least 1).
+        keep_best (int): keep the N best checkpoints by each monitored metric (ties: the newer wins); 0 disables.
+        monitor (str | dict[str, str] | None): the metric(s) that rank checkpoints: None uses
+            metric_for_best_model and greater_is_better; a name (mode: greater_is_better if it is
+            metric_for_best_model, else min for names ending in 'loss', max otherwise); or a mapping
+            such as {"eval_loss": "min", "eval_f1": "max"}. The 'eval_' prefix is added when missing.
+        keep_pareto (bool): with several monitored metrics, also keep every checkpoint on their Pareto front.
+        keep_every_n_steps (int | None): keep forever the first checkpoint at or after each multiple of N steps.
+        keep (Callable[[CheckpointInfo], bool] | str | None): called with a CheckpointInfo for each checkpoint
+            the rules would delete; a true result keeps it. A module-level function, or its 'module:function'
+            name, is saved with the options; a lambda or closure is not (see the README).
+        background (bool): remove folders on a background thread (on_train_end waits for it); False removes
+            them inside on_save.
+        dry_run (bool): decide and log as usual, but delete nothing.
+    """
+
+    def __init__(
+        self,
+        keep_last: int = 2,
+        keep_best: int = 1,
+        monitor: str | dict[str, str] | None = None,
+        keep_pareto: bool = False,
+        keep_every_n_steps: int | None = None,
+        keep: Callable[[CheckpointInfo], bool] | str | None = None,
+        background: bool = True,
+        dry_run: bool = False,
+    ) -> None:
+        _check_count("keep_last", keep_last, 1)
+        _check_count("keep_best", keep_best, 0)
+        _check_count("keep_every_n_steps", keep_every_n_steps, 1, allow_none=True)
+        monitor = normalize_monitor(monitor)
+        if keep_pareto and monitor_size(monitor) < 2:
+            raise ConfigurationError(
+                f"CheckpointPruner(keep_pareto=True, monitor={monitor!r}): a Pareto front needs at least two "
+                "metrics; pass monitor={'eval_loss': 'min', 'eval_f1': 'max'} or drop keep_pareto"
+            )
+        saved_keep: str | None
+        if keep is None:
+            self._keep: KeepCallable | None = None
+            saved_keep = None
+        elif isinstance(keep, str) and keep.startswith(UNSAVED_KEEP_PREFIX):
+            raise ConfigurationError(
+                f"CheckpointPruner was rebuilt from a checkpoint's saved options (restore_callback_states_from_"
+                f"checkpoint=True), but its keep callable {keep[len(UNSAVED_KEEP_PREFIX) : -1]} could not be saved. "
+                "Make keep a module-level function (it is then saved as 'module:function'), or set "
+                "restore_callback_states_from_checkpoint=False: trainer-callbacks restores the pruner's "
+                "progress without it."
+            )
+        elif isinstance(keep, str):
+            self._keep = _import_keep(keep)
+            saved_keep = keep
+        elif callable(keep):
+            self._keep = keep
+            saved_keep = _keep_reference(keep) or (
+                f"{UNSAVED_KEEP_PREFIX}{getattr(keep, '__qualname__', type(keep).__name__)}>"
+            )
+        else:
+            raise ConfigurationError(
+                f"CheckpointPruner(keep={keep!r}): pass a callable taking a CheckpointInfo, or 'module:function'"
+            )
+        self.keep_last = keep_last
+        self.keep_best = keep_best
+        self.monitor = monitor
+        self.keep_pareto = bool(keep_pareto)
+        self.keep_every_n_steps = keep_every_n_steps
+        self.background = bool(background)
+        self.dry_run = bool(dry_run)
+        self._deleter = Deleter(background=self.background)
+        self.deleted_total = 0
+        self.bytes_freed_total = 0
+        self.prunes = 0
+        super().__init__(
+            keep_last=keep_last,
+            keep_best=keep_best,
+            monitor=monitor,
+            keep_pareto=self.keep_pareto,
+            keep_every_n_steps=keep_every_n_steps,
+            keep=saved_keep,
+            background=self.background,
+            dry_run=self.dry_run,
+        )
+
+    @property
+    def keep(self) -> KeepCallable | None:
+        """The user's ``keep`` callable."""
+        return self._keep
+
+    @property
+    def keep_is_saved(self) -> bool:
+        saved = self._options.get("keep")
+        return saved is None or not str(saved).startswith(UNSAVED_KEEP_PREFIX)
+
+    # ---- PluginCallback -----------------------------------------------------------------------
+    def reset(self) -> None:
+        self._scanner = Scanner()
+        self._metrics = MetricsReader()
+        self._run_dir: str | None = None
+        self._resume_path: str | None = None
+        self._warned: set[str] = set()
+        self.deleted_total = 0
+        self.bytes_freed_total = 0
+        self.prunes = 0
+        self.last_decision: Decision | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"deleted_total": self.deleted_total, "bytes_freed_total": self.bytes_freed_total, "prunes": self.prunes}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.deleted_total = int(state.get("deleted_total", 0))
+        self.bytes_freed_total = int(state.get("bytes_freed_total", 0))
+        self.prunes = int(state.get("prunes", 0))
+
+    def check_training_args(self, args: Any) -> list[str]:
+        problems = []
+        if getattr(args, "restore_callback_states_from_checkpoint", False) and not self.keep_is_saved:
+            problems.append(
+                f"keep={self._options['keep'][len(UNSAVED_KEEP_PREFIX) : -1]} is a lambda or closure, which cannot be "
+                "saved in checkpoints, and restore_callback_states_from_checkpoint=True rebuilds callbacks from "
+                "saved options on resume; make keep a module-level function, or set "
+                "restore_callback_states_from_checkpoint=False (trainer-callbacks restores the pruner without it)"
+            )
+        if self.monitor is not None and str(getattr(args, "eval_strategy", "no")) in ("no", "IntervalStrategy.NO"):
+            problems.append(
+                f"monitor={self.monitor!r} ranks checkpoints by evaluation metrics, but eval_strategy='no' never "
+                "evaluates; set eval_strategy='steps' with eval_steps equal to save_steps, or drop monitor"
+            )
+        return problems
+
+    def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not args.should_save:
+            return
+        self._run_dir = find_run_dir(args, state)
+        resume = resume_checkpoint_on_stack()
+        if resume is None and state.global_step > 0:
+            resume = str(Path(self._run_dir) / f"checkpoint-{state.global_step}")
+        self._resume_path = resume
+        trash = leftovers(self._run_dir)
+        if trash:
+            if self.dry_run:
+                logger.info(
+                    "CheckpointPruner (dry run): would remove %d folder(s) left by an interrupted prune: %s",
+                    len(trash),
+                    ", ".join(p.name for p in trash),
+                )
+            else:
+                logger.info(
+                    "CheckpointPruner: removing %d folder(s) left by an interrupted prune: %s",
+                    len(trash),
+                    ", ".join(p.name for p in trash),
+                )
+                names = tuple(p.name for p in trash)
+                self._deleter.submit(Removal(step=state.global_step, names=names, report=False), trash)
+        self._warn(self._scanner.scan(self._run_dir, state.global_step))
+
+    # ---- events ---------------------------------------------------------------------------------
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if args.should_save:
+            self._report(args, state, self._deleter.finished())
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not args.should_save:
+            return
+        self._report(args, state, self._deleter.finished())
+        self.prune(args, state)
+        if not self.background:
+            self._report(args, state, self._deleter.finished())
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.wait()
+        if args.should_save:
+            self._report(args, state, self._deleter.finished())
+        super().on_train_end(args, state, control, **kwargs)
+
+    # ---- the work ---------------------------------------------------------------------------------
+    def wait(self) -> None:
+        """Block until every pending deletion is done."""
+        self._deleter.wait()
+
+    def policy(self, args: Any) -> RetentionPolicy:
+        """The settings for this run's ``TrainingArguments`` (``monitor`` resolved)."""
+        return RetentionPolicy(
+            keep_last=self.keep_last,
+            keep_best=self.keep_best,
+            monitor=resolve_monitor(
+                self.monitor, getattr(args, "metric_for_best_model", None), getattr(args, "greater_is_better", None)
+            ),
+            keep_pareto=self.keep_pareto,
+            keep_every_n_steps=self.keep_every_n_steps,
+        )
+
+    def prune(self, args: Any, state: Any) -> Decision | None:
+        """Apply the policy to the run directory now (what ``on_save`` does); returns the decision."""
+        run_dir = find_run_dir(args, state)
+        self._run_dir = run_dir
+        newest = Path(run_dir) / f"checkpoint-{state.global_step}"
+        if not newest.is_dir():
+            self._warn_once(
+                f"missing:{run_dir}",
+                "CheckpointPruner: the checkpoint just saved is not at %s; nothing is pruned (is the Trainer's "
+                "_save_checkpoint customised?)",
+                newest,
+            )
+            return None
+        scan = self._scanner.scan(run_dir, state.global_step)
+        self._warn(scan)
+        infos = [
+            CheckpointInfo(
+                path=found.path,
+                step=found.step,
+                metrics=MappingProxyType(self._metrics(found, state.log_history)),
+                complete=found.complete,
+                is_best_model_checkpoint=same_path(state.best_model_checkpoint, found.path),
+                is_resume_point=same_path(self._resume_path, found.path),
+            )
+            for found in scan.candidates
+        ]
+        resume_step = next((i.step for i in infos if i.is_resume_point), None)
+        decision = decide(infos, self.policy(args), resume_step=resume_step, keep=self._keep)
+        self.last_decision = decision
+        for step, error in decision.keep_errors:
+            logger.warning("CheckpointPruner: keep() raised on checkpoint-%d (%s); it is kept.", step, error)
+        deleted = set(decision.deleted)
+        doomed = [i.path for i in infos if i.step in deleted]
+        if self.dry_run:
+            if doomed:
+                logger.info(
+                    "CheckpointPruner (dry run) at step %d: would delete %s; keeps %s",
+                    state.global_step,
+                    ", ".join(p.name for p in doomed),
+                    _describe(decision),
+                )
+            self._deleter.submit(
+                Removal(
+                    step=state.global_step, names=tuple(p.name for p in doomed), kept=len(decision.kept), dry_run=True
+                ),
+                doomed,
+            )
+            return decision
+        claimed = [(p, t) for p in doomed if (t := claim(p)) is not None]
+        if claimed:
+            logger.info(
+                "CheckpointPruner at step %d: deleting %s; keeps %s",
+                state.global_step,
+                ", ".join(p.name for p, _ in claimed),
+                _describe(decision),
+            )
+        self._deleter.submit(
+            Removal(step=state.global_step, names=tuple(p.name for p, _ in claimed), kept=len(decision.kept)),
+            [t for _, t in claimed],
+        )
+        return decision
+
+    def _report(self, args: Any, state: Any, removals: list[Removal]) -> None:
+        for removal in removals:
+            if not removal.report:
+                continue
+            deleted = len(removal.names)
+            self.prunes += 1
+            if not removal.dry_run:
+                self.deleted_total += deleted
+                self.bytes_freed_total += removal.bytes_freed
+            self.report(
+                args,
+                state,
+                {
+                    "checkpoint/kept": removal.kept,
+                    "checkpoint/deleted": deleted,
+                    "checkpoint/bytes_freed": removal.bytes_freed,
+                },
+                step=removal.step,
+            )
+
+    def _warn(self, scan: ScanResult) -> None:
+        for found in scan.newer:
+            self._warn_once(
+                f"newer:{found.path.name}",
+                "CheckpointPruner: %s is from a later step than this run has reached (an earlier run in the same "
+                "output_dir?). It is never deleted, but get_last_checkpoint / resume_from_checkpoint=True would pick "
+                "it over this run's checkpoints: move it away or use a fresh output_dir.",
+                found.path,
+            )
+        for name in scan.foreign:
+            self._warn_once(
+                f"foreign:{name}",
+                "CheckpointPruner: %s is not a checkpoint folder the Trainer wrote (a symlink, a file, or a "
+                "non-canonical step); it is left alone, but get_last_checkpoint may match it.",
+                name,
+            )
+        for name in scan.unreadable:
+            self._warn_once(f"unreadable:{name}", "CheckpointPruner: cannot list %s; it is left alone.", name)
+
+    def _warn_once(self, key: str, message: str, *values: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *values)
+
+
+def _describe(decision: Decision) -> str:
+    return ", ".join(f"checkpoint-{s} ({'+'.join(sorted(r))})" for s, r in sorted(decision.kept.items())) or "nothing"

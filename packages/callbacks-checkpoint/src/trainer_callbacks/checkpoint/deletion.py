@@ -1,0 +1,184 @@
+"""Crash-safe deletion of checkpoint folders.
+
+Deleting ``checkpoint-12`` takes two steps:
+
+1. :func:`claim`: an atomic ``os.rename`` to ``.checkpoint-12.deleting-<uuid>`` in the same
+   directory. From that instant no loader sees it: the name starts with a dot, so neither
+   ``get_last_checkpoint`` (``^checkpoint-(\\d+)$``) nor the Trainer's rotation (glob
+   ``checkpoint-*``) matches it, and a crash at any later point leaves either the intact
+   checkpoint or a hidden folder, never a half-deleted ``checkpoint-12``. The rename is also
+   the lock between processes pruning the same shared directory: only one rename of a path
+   can succeed; the other gets ``FileNotFoundError`` and skips it.
+2. :func:`remove_tree`: ``rmtree`` of the hidden folder, on a background thread when asked
+   (:class:`Deleter`). Its size is measured just before, for ``checkpoint/bytes_freed``.
+
+Hidden folders left by a crash are found by :func:`leftovers` and removed at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TRASH_NAME = re.compile(r"^\.checkpoint-(0|[1-9][0-9]*)\.deleting-[0-9a-f]{32}$", re.ASCII)
+
+
+def trash_name(name: str) -> str:
+    """The hidden name ``name`` is renamed to before removal."""
+    return f".{name}.deleting-{uuid.uuid4().hex}"
+
+
+def claim(path: Path) -> Path | None:
+    """Atomically rename ``path`` to a hidden trash name; ``None`` if it is gone or cannot be renamed.
+
+    ``None`` with no log when another process renamed it first (``FileNotFoundError``); a warning
+    for any other failure (the checkpoint then stays where it is, intact).
+    """
+    target = path.with_name(trash_name(path.name))
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("CheckpointPruner: could not move %s aside for deletion (%s); it is kept.", path, exc)
+        return None
+    return target
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (symlinks not followed, hard links counted once)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [str(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            st = entry.stat(follow_symlinks=False)
+                            if (st.st_dev, st.st_ino) not in seen:
+                                seen.add((st.st_dev, st.st_ino))
+                                total += st.st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def remove_tree(path: Path) -> bool:
+    """``rmtree(path)``, tolerating files another process removes concurrently; True if it is gone."""
+
+    def on_error(func: Any, failed: str, exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            logger.warning("CheckpointPruner: could not remove %s (%s)", failed, exc)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=on_error)
+    else:  # pragma: no cover - depends on the interpreter
+        shutil.rmtree(path, onerror=lambda func, failed, info: on_error(func, failed, info[1]))
+    return not os.path.lexists(path)
+
+
+def leftovers(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Hidden trash folders in ``run_dir`` (left by a crash, or being removed by another process)."""
+    try:
+        with os.scandir(run_dir) as it:
+            return sorted(Path(e.path) for e in it if TRASH_NAME.match(e.name) and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
+@dataclass
+class Removal:
+    """One batch of removals (one prune), as the deleter finishes it."""
+
+    step: int
+    names: tuple[str, ...]
+    bytes_freed: int = 0
+    removed: int = 0
+    kept: int = 0
+    dry_run: bool = False
+    report: bool = True
+    """False for the removal of a crash's leftovers (not a prune of this run)."""
+
+
+class Deleter:
+    """Removes claimed folders, on one background thread or inline.
+
+    :meth:`submit` returns at once when ``background`` is true; :meth:`wait` blocks until every
+    submitted removal finished; :meth:`finished` hands back the batches done so far (once each).
+    """
+
+    def __init__(self, background: bool = True) -> None:
+        self.background = background
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future[Removal]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, removal: Removal, paths: Sequence[Path], *, measure: bool = True) -> Future[Removal]:
+        work: Callable[[], Removal] = lambda: self._run(removal, list(paths), measure)  # noqa: E731
+        if not self.background:
+            future: Future[Removal] = Future()
+            future.set_result(work())
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pruner")
+            future = self._executor.submit(work)
+        with self._lock:
+            self._pending.append(future)
+        return future
+
+    @staticmethod
+    def _run(removal: Removal, paths: list[Path], measure: bool) -> Removal:
+        for path in paths:
+            try:
+                size = tree_size(path) if measure else 0
+                if removal.dry_run or remove_tree(path):
+                    removal.bytes_freed += size
+                    removal.removed += 1
+            except Exception as exc:  # never let the deleting thread die silently
+                logger.warning("CheckpointPruner: removing %s failed (%s)", path, exc)
+        return removal
+
+    def finished(self) -> list[Removal]:
+        """The batches completed since the last call, in submission order."""
+        with self._lock:
+            done = [f for f in self._pending if f.done()]
+            self._pending = [f for f in self._pending if not f.done()]
+        return [f.result() for f in done]
+
+    def wait(self) -> None:
+        """Block until every submitted removal is done (their batches stay for :meth:`finished`)."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.exception()  # waits; _run never raises
+
+    def pending(self) -> int:
+        """How many batches are still running or queued."""
+        with self._lock:
+            return sum(not f.done() for f in self._pending)
+
+    # A Deleter travels with a pickled or copied callback as a fresh, idle one.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"background": self.background}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(background=state["background"])  # type: ignore[misc]

@@ -1,0 +1,260 @@
+"""The retention policy: which checkpoints to keep. A pure function, no file system access.
+
+:func:`decide` takes the candidate checkpoints (what :mod:`.scan` found, with their metrics)
+and the settings, and returns the steps to keep (each with the rules that keep it) and the
+steps to delete. Kept is the UNION of:
+
+* ``last``: the newest ``keep_last`` checkpoints by global step;
+* ``newest_complete``: the newest *complete* checkpoint (what a resume needs), always;
+* ``best:<metric>``: for each monitored metric, the ``keep_best`` best checkpoints that have
+  a finite value for it (ties: the newer checkpoint wins);
+* ``pareto``: with ``keep_pareto`` and several metrics, every checkpoint no other
+  checkpoint dominates (at least as good on every metric, better on one), among those
+  with finite values for all monitored metrics;
+* ``milestone``: with ``keep_every_n_steps=n``, for each k >= 1 the first checkpoint whose
+  step lies in ``[k*n, (k+1)*n)`` (exactly the multiples of n when ``save_steps`` divides n);
+* ``best_model_checkpoint``: the Trainer's ``state.best_model_checkpoint``;
+* ``resume``: the checkpoint this run resumed from, until a newer complete one exists;
+* ``keep``: whatever the user's ``keep`` callable says to keep (it is asked only about the
+  checkpoints the rules above would delete; if it raises, the checkpoint is kept).
+
+Checkpoints without metrics are never "best"; only the other rules can keep them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from trainer_callbacks.core.errors import ConfigurationError
+
+Mode = Literal["min", "max"]
+MODES: tuple[str, ...] = ("min", "max")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What the ``keep`` callable receives: one candidate checkpoint.
+
+    Attributes:
+        path: the checkpoint folder (``<run dir>/checkpoint-<step>``).
+        step: the global step in its name.
+        metrics: the evaluation logged at that step (``eval_*`` keys), empty if none.
+        complete: ``trainer_state.json`` and the model weights are present.
+        is_best_model_checkpoint: it is the Trainer's ``state.best_model_checkpoint``.
+        is_resume_point: training resumed from it in this run.
+        kept_by: the rules that already keep it (empty for the checkpoints ``keep`` is asked about).
+    """
+
+    path: Path
+    step: int
+    metrics: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    complete: bool = True
+    is_best_model_checkpoint: bool = False
+    is_resume_point: bool = False
+    kept_by: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """The settings of :func:`decide`, with ``monitor`` already resolved to ``{metric: mode}``."""
+
+    keep_last: int = 2
+    keep_best: int = 1
+    monitor: Mapping[str, Mode] = field(default_factory=dict)
+    keep_pareto: bool = False
+    keep_every_n_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer of :func:`decide`."""
+
+    kept: Mapping[int, frozenset[str]]
+    """Step -> the rules that keep it."""
+    deleted: tuple[int, ...]
+    """Steps to delete, oldest first."""
+    keep_errors: tuple[tuple[int, str], ...] = ()
+    """``(step, error)`` for each call of the ``keep`` callable that raised (those are kept)."""
+
+
+KeepFn = Callable[[CheckpointInfo], Any]
+
+
+def metric_value(metrics: Mapping[str, Any], name: str) -> float | None:
+    """``metrics[name]`` as a finite float, else ``None`` (missing, NaN, inf, not a number)."""
+    value = metrics.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _better_key(mode: Mode) -> Callable[[tuple[float, int]], tuple[float, int]]:
+    # Sort descending by this key: better value first, then the newer (larger step).
+    if mode == "max":
+        return lambda vs: (vs[0], vs[1])
+    return lambda vs: (-vs[0], vs[1])
+
+
+def top_k(candidates: Sequence[CheckpointInfo], metric: str, mode: Mode, k: int) -> list[int]:
+    """Steps of the ``k`` best candidates by ``metric`` (ties: newer wins); candidates without it are skipped."""
+    if k <= 0:
+        return []
+    scored = [(v, c.step) for c in candidates if (v := metric_value(c.metrics, metric)) is not None]
+    scored.sort(key=_better_key(mode), reverse=True)
+    return [step for _, step in scored[:k]]
+
+
+def pareto_front(candidates: Sequence[CheckpointInfo], monitor: Mapping[str, Mode]) -> list[int]:
+    """Steps of the candidates no other candidate dominates, among those with every monitored metric."""
+    names = list(monitor)
+    points: list[tuple[int, tuple[float, ...]]] = []
+    for c in candidates:
+        values = [metric_value(c.metrics, n) for n in names]
+        if all(v is not None for v in values):
+            # Orient every metric so that larger is better.
+            points.append((c.step, tuple(v if monitor[n] == "max" else -v for n, v in zip(names, values))))  # type: ignore[operator]
+
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [s for s, p in points if not any(dominates(q, p) for _, q in points)]
+
+
+def milestones(steps: Sequence[int], every: int) -> list[int]:
+    """For each k >= 1, the smallest step in ``[k*every, (k+1)*every)``."""
+    first: dict[int, int] = {}
+    for step in steps:
+        window = step // every
+        if window >= 1 and (window not in first or step < first[window]):
+            first[window] = step
+    return sorted(first.values())
+
+
+def decide(
+    candidates: Sequence[CheckpointInfo],
+    policy: RetentionPolicy,
+    *,
+    resume_step: int | None = None,
+    keep: KeepFn | None = None,
+) -> Decision:
+    """Which candidates to keep and which to delete (see the module docstring for the rules).
+
+    ``candidates`` must have distinct steps. ``resume_step`` is the step of the checkpoint this
+    run resumed from (if it is among the candidates). Nothing but ``keep`` is called.
+    """
+    by_step = {c.step: c for c in candidates}
+    if len(by_step) != len(candidates):
+        raise ValueError("decide: candidates must have distinct steps")
+    steps = sorted(by_step)
+    reasons: dict[int, set[str]] = {s: set() for s in steps}
+
+    for s in steps[-policy.keep_last :] if policy.keep_last > 0 else []:
+        reasons[s].add("last")
+    complete = [s for s in steps if by_step[s].complete]
+    if complete:
+        reasons[complete[-1]].add("newest_complete")
+    for name, mode in policy.monitor.items():
+        for s in top_k(candidates, name, mode, policy.keep_best):
+            reasons[s].add(f"best:{name}")
+    if policy.keep_pareto and len(policy.monitor) > 1:
+        for s in pareto_front(candidates, policy.monitor):
+            reasons[s].add("pareto")
+    if policy.keep_every_n_steps:
+        for s in milestones(steps, policy.keep_every_n_steps):
+            reasons[s].add("milestone")
+    for c in candidates:
+        if c.is_best_model_checkpoint:
+            reasons[c.step].add("best_model_checkpoint")
+    if resume_step is not None and resume_step in by_step and not any(s > resume_step for s in complete):
+        reasons[resume_step].add("resume")
+
+    errors: list[tuple[int, str]] = []
+    if keep is not None:
+        for s in steps:
+            if reasons[s]:
+                continue
+            info = replace(by_step[s], is_resume_point=by_step[s].is_resume_point or s == resume_step)
+            try:
+                wanted = bool(keep(info))
+            except Exception as exc:  # a bug in the user's callable must never cost a checkpoint
+                errors.append((s, f"{type(exc).__name__}: {exc}"))
+                wanted = True
+            if wanted:
+                reasons[s].add("keep")
+
+    kept = {s: frozenset(r) for s, r in reasons.items() if r}
+    deleted = tuple(s for s in steps if not reasons[s])
+    return Decision(kept=MappingProxyType(kept), deleted=deleted, keep_errors=tuple(errors))
+
+
+# ---- the options, checked at construction and resolved at run time -----------------------------
+
+
+def normalize_monitor(monitor: str | Mapping[str, str] | None) -> str | dict[str, str] | None:
+    """Check ``monitor`` as given to the constructor; raise :class:`ConfigurationError` if it is malformed."""
+    if monitor is None:
+        return None
+    if isinstance(monitor, str):
+        if not monitor:
+            raise ConfigurationError("CheckpointPruner(monitor=''): name a metric, e.g. monitor='eval_loss'")
+        return monitor
+    if not isinstance(monitor, Mapping) or not monitor:
+        raise ConfigurationError(
+            f"CheckpointPruner(monitor={monitor!r}): pass None (metric_for_best_model), a metric name, "
+            "or a non-empty mapping such as {'eval_loss': 'min', 'eval_f1': 'max'}"
+        )
+    out: dict[str, str] = {}
+    for name, mode in monitor.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(
+                f"CheckpointPruner(monitor=...): metric names must be non-empty strings, got {name!r}"
+            )
+        if mode not in MODES:
+            raise ConfigurationError(
+                f"CheckpointPruner(monitor={{{name!r}: {mode!r}}}): the mode must be 'min' or 'max'"
+            )
+        out[name] = mode
+    return out
+
+
+def eval_name(name: str) -> str:
+    """The key the Trainer logs an evaluation metric under (it adds ``eval_`` when missing)."""
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def resolve_monitor(
+    monitor: str | Mapping[str, str] | None,
+    metric_for_best_model: str | None,
+    greater_is_better: bool | None,
+) -> dict[str, Mode]:
+    """``monitor`` as ``{eval key: mode}`` for this run's ``TrainingArguments``.
+
+    ``None`` means ``metric_for_best_model`` with ``greater_is_better``, exactly as the Trainer
+    ranks it (empty when that is unset). A bare name takes its mode from ``greater_is_better``
+    when it is ``metric_for_best_model``, else the Trainer's default rule: ``min`` for names
+    ending in ``loss``, ``max`` otherwise. Names get the ``eval_`` prefix the Trainer adds.
+    """
+    best = eval_name(metric_for_best_model) if metric_for_best_model else None
+
+    def default_mode(key: str) -> Mode:
+        if key == best and greater_is_better is not None:
+            return "max" if greater_is_better else "min"
+        return "min" if key.endswith("loss") else "max"
+
+    if monitor is None:
+        return {best: default_mode(best)} if best else {}
+    if isinstance(monitor, str):
+        key = eval_name(monitor)
+        return {key: default_mode(key)}
+    return {eval_name(name): mode for name, mode in monitor.items()}  # type: ignore[misc]
+
+
+def monitor_size(monitor: str | Mapping[str, str] | None) -> int:
+    """How many metrics ``monitor`` names (``None`` names one: ``metric_for_best_model``)."""
+    return len(monitor) if isinstance(monitor, Mapping) else 1
