@@ -116,9 +116,7 @@ class EarlyStopping(PluginCallback):
         )
 
     @classmethod
-    def from_training_args(
-        cls, args: Any, patience: int = 1, threshold: float = 0.0, **options: Any
-    ) -> EarlyStopping:
+    def from_training_args(cls, args: Any, patience: int = 1, threshold: float = 0.0, **options: Any) -> EarlyStopping:
         """The single-metric stopper of transformers' ``EarlyStoppingCallback``, from ``TrainingArguments``.
 
         Monitors ``args.metric_for_best_model`` with the mode of ``args.greater_is_better``;
@@ -192,7 +190,7 @@ class EarlyStopping(PluginCallback):
 
     @property
     def stop_reason(self) -> StopReason | None:
-        """Why the current (or last) run stopped: ``kind``, ``metrics``, ``step``, ``values``; ``None`` if it did not."""
+        """Why the current (or last) run stopped (``kind``, ``metrics``, ``step``, ``values``), or ``None``."""
         return self._rule.stop_reason if self._rule is not None else None
 
     @property
@@ -238,7 +236,9 @@ class EarlyStopping(PluginCallback):
             absent = [n for n in self._config.names if n not in self._seen]
             logger.warning(
                 "EarlyStopping: the evaluation at step %d never reported %s (metrics present: %s)",
-                self._step, ", ".join(absent), ", ".join(self._keys),
+                self._step,
+                ", ".join(absent),
+                ", ".join(self._keys),
             )
         self._training = False
         super().on_train_end(args, state, control, **kwargs)
@@ -257,7 +257,9 @@ class EarlyStopping(PluginCallback):
             logger.warning(
                 "EarlyStopping: monitored metric(s) %s missing from the evaluation at step %s (present: %s); "
                 "skipping them for the evaluations that lack them (strict=False)",
-                ", ".join(new), self._step, present,
+                ", ".join(new),
+                self._step,
+                present,
             )
             self._warned.update(new)
         self._skipped.update(names)

@@ -39,9 +39,9 @@ def read_record(log_history: Iterable[Mapping[str, Any]]) -> StopRecord | None:
             elif key == REASON_KEY and record.reason is None:
                 record.reason = str(value)
             elif key.startswith(f"{PREFIX}/best/"):
-                record.best[key[len(f"{PREFIX}/best/"):]] = float(value)
+                record.best[key[len(f"{PREFIX}/best/") :]] = float(value)
             elif key.startswith(f"{PREFIX}/wait/"):
-                name = key[len(f"{PREFIX}/wait/"):]
+                name = key[len(f"{PREFIX}/wait/") :]
                 if name == "pareto":
                     continue
                 record.best_step.setdefault(name, None)
@@ -55,7 +55,7 @@ def _fmt(value: float) -> str:
 
 
 def summary_line(record: StopRecord) -> str:
-    """``early stopping: stopped at step 400 (all of ... stalled for 3 evaluations); best eval_loss 0.41 at step 200``."""
+    """``early stopping: stopped at step 400 (all of ... stalled ...); best eval_loss 0.41 at step 200``."""
     if record.stop_step is not None:
         reason = record.reason.split(": ", 1)[-1] if record.reason else "stopped"
         head = f"early stopping: stopped at step {record.stop_step} ({reason})"

@@ -115,7 +115,9 @@ class Metric:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or self.name.strip() == "eval_":
-            raise ConfigurationError(f"Metric.name={self.name!r}: give the name of an evaluation metric, e.g. 'eval_loss'")
+            raise ConfigurationError(
+                f"Metric.name={self.name!r}: give the name of an evaluation metric, e.g. 'eval_loss'"
+            )
         object.__setattr__(self, "name", metric_key(self.name.strip()))
         _check_mode(f"Metric({self.name!r}).mode", self.mode)
         for name in PER_METRIC_FIELDS:
@@ -323,8 +325,11 @@ def build_config(
     if not isinstance(min_steps, int) or isinstance(min_steps, bool) or min_steps < 0:
         raise ConfigurationError(f"min_steps={min_steps!r}: give a global step, an int >= 0")
     if patience is None or threshold is None or threshold_mode is None:
-        none = next(n for n, v in (("patience", patience), ("threshold", threshold),
-                                   ("threshold_mode", threshold_mode)) if v is None)
+        none = next(
+            n
+            for n, v in (("patience", patience), ("threshold", threshold), ("threshold_mode", threshold_mode))
+            if v is None
+        )
         raise ConfigurationError(f"{none}=None: give a value (per-metric values go in a mapping or Metric(...))")
     given = {
         "patience": patience,

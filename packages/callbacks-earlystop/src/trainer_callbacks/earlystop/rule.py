@@ -194,9 +194,7 @@ class EarlyStoppingRule:
 
     # ---- state -----------------------------------------------------------------------
     def reset(self) -> None:
-        self.progress: dict[str, MetricProgress] = {
-            m.name: MetricProgress(best=m.baseline) for m in self.metrics
-        }
+        self.progress: dict[str, MetricProgress] = {m.name: MetricProgress(best=m.baseline) for m in self.metrics}
         self.history: list[dict[str, float]] = []
         """Pareto: the value vectors of every counted evaluation."""
         self.shared_wait = 0
