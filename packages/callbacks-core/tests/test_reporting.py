@@ -63,8 +63,8 @@ def test_scalars_reach_history_tensorboard_and_mlflow(tiny_trainer: Any, tmp_pat
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1
     run_id = runs[0].info.run_id
-    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "probe/step")) == expected
-    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "probe/final")] == [(4, 1.0)]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "probe.step")) == expected
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "probe.final")] == [(4, 1.0)]
     assert "loss" in runs[0].data.metrics  # the Trainer's own metrics went to the same run
 
 
@@ -103,10 +103,29 @@ def test_only_world_process_zero_writes_trackers_but_every_rank_keeps_history(ze
     assert writes == ([("a/b", 2.0, 7), ("a/c", 3.0, 9)] if zero else [])
 
 
-def test_mlflow_key_keeps_slashes_and_replaces_what_mlflow_refuses() -> None:
+def test_mlflow_key_replaces_slashes_and_what_mlflow_refuses() -> None:
     from mlflow.utils.validation import _validate_metric_name
 
-    assert mlflow_key("grad_norm/bert.encoder.layer.0") == "grad_norm/bert.encoder.layer.0"
+    assert mlflow_key("grad_norm/bert.encoder.layer.0") == "grad_norm.bert.encoder.layer.0"
     odd = "grad_norm/layer(0)[w]"
-    assert mlflow_key(odd) == "grad_norm/layer_0__w_"
+    assert mlflow_key(odd) == "grad_norm.layer_0__w_"
     _validate_metric_name(mlflow_key(odd))  # accepted by MLflow itself
+
+
+class PrefixReporter(PluginCallback):
+    """Reports keys that are prefixes of each other, and one under the Trainer's own ``grad_norm``."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.report(args, state, {"grad_norm/layer": 1.0, "ns/scale": 2.0, "ns/scale/group_0": 3.0})
+
+
+def test_mlflow_file_store_takes_keys_that_prefix_each_other(tiny_trainer: Any) -> None:
+    """A file store maps ``/`` to folders: ``grad_norm`` (the Trainer's) and ``grad_norm/layer`` must both land."""
+    from mlflow.tracking import MlflowClient
+
+    tiny_trainer([PrefixReporter()], max_steps=2, logging_steps=1, report_to=["mlflow"]).train()
+    client = MlflowClient()
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    metrics = run.data.metrics
+    assert "grad_norm" in metrics  # the Trainer's own, written by MLflowCallback
+    assert (metrics["grad_norm.layer"], metrics["ns.scale"], metrics["ns.scale.group_0"]) == (1.0, 2.0, 3.0)

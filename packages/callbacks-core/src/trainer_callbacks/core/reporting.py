@@ -11,8 +11,12 @@ callbacks in ``on_log``, so a value a callback adds to ``logs`` never reaches th
 * to the active MLflow run in ONE ``log_batch`` call when ``MLflowCallback`` is active;
 
 trackers are written on the world process zero only. Keys are
-``<namespace>/<name>``; MLflow accepts ``/`` in metric names, and any character it does
-not accept is replaced by ``_`` exactly as transformers' ``MLflowCallback`` does.
+``<namespace>/<name>``. In MLflow every ``/`` becomes ``.`` (``grad_norm/bert.encoder`` is logged
+as ``grad_norm.bert.encoder``): MLflow's file store turns ``/`` into sub-folders, so a key that is
+also the prefix of another (the Trainer's own ``grad_norm`` and a plugin's ``grad_norm/<group>``,
+or ``lr_plateau/scale`` and ``lr_plateau/scale/group_0``) would make one of the writes fail. Any
+other character MLflow does not accept is replaced by ``_`` exactly as transformers'
+``MLflowCallback`` does.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ _MLFLOW_BAD_CHARS = re.compile(r"[^0-9A-Za-z_\-\.\ :/]")
 
 
 def mlflow_key(key: str) -> str:
-    """The name a metric gets in MLflow (the same sanitising as transformers' ``MLflowCallback``)."""
-    return _MLFLOW_BAD_CHARS.sub("_", key)
+    """The name a metric gets in MLflow: ``/`` becomes ``.``, then transformers' ``MLflowCallback`` sanitising."""
+    return _MLFLOW_BAD_CHARS.sub("_", key.replace("/", "."))
 
 
 class _Trackers:
