@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trainer_callbacks.earlystop.rule import EarlyStoppingRule, MetricRule
@@ -76,7 +76,37 @@ def _same(a: float | None, b: float | None) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
+def _one(evals: list[float], **metric: Any) -> dict[str, Any]:
+    """An explicit single-metric scenario (pinned examples that must always run)."""
+    m = dict(
+        name="eval_a",
+        mode="min",
+        patience=1,
+        threshold=0.0,
+        threshold_mode="abs",
+        baseline=None,
+        stopping_threshold=None,
+        divergence_threshold=None,
+    )
+    m.update(metric)
+    return {
+        "metrics": [m],
+        "evaluations": [(i + 1, {"eval_a": v}) for i, v in enumerate(evals)],
+        "combine": "all",
+        "patience": 1,
+        "check_finite": False,
+        "min_steps": 0,
+    }
+
+
 @given(sc=scenarios())
+# relative mode is sign-safe: best -1, t 0.5 -> only v < -1.5 improves (torch's best*(1-t) would take -1.25)
+@example(sc=_one([-1.0, -1.25, -1.6], threshold=0.5, threshold_mode="rel", patience=3))
+@example(sc=_one([1.0, 1.25, 1.6], mode="max", threshold=0.5, threshold_mode="rel", patience=3))
+# NaN never improves, not even as the first value; with check_finite=False it just counts as a bad evaluation
+@example(sc=_one([math.nan, 1.0, math.nan, math.nan], patience=2))
+# a value exactly at the stopping threshold reaches the goal (<=), one exactly at the divergence does not (>)
+@example(sc=_one([2.0, 1.0, 0.5], stopping_threshold=0.5, divergence_threshold=2.0, patience=5))
 def test_rule_matches_reference_at_every_evaluation(reference: Any, sc: dict[str, Any]) -> None:
     rules = [MetricRule(**m) for m in sc["metrics"]]
     rule = EarlyStoppingRule(
