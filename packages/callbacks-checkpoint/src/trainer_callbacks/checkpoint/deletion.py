@@ -32,7 +32,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-TRASH_NAME = re.compile(r"^\.checkpoint-(0|[1-9][0-9]*)\.deleting-[0-9a-f]{32}$", re.ASCII)
+TRASH_NAME = re.compile(r"\A\.checkpoint-(0|[1-9][0-9]*)\.deleting-[0-9a-f]{32}\Z", re.ASCII)
 
 
 def trash_name(name: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 PREFIX = "checkpoint"
 """transformers' ``PREFIX_CHECKPOINT_DIR``."""
-CHECKPOINT_NAME = re.compile(r"^checkpoint-(0|[1-9][0-9]*)$", re.ASCII)
+CHECKPOINT_NAME = re.compile(r"\Acheckpoint-(0|[1-9][0-9]*)\Z", re.ASCII)
 LOOSE_NAME = re.compile(r"^checkpoint-(\d+)$")
 """What ``transformers.trainer_utils.get_last_checkpoint`` matches (Unicode digits, leading zeros)."""
 TRAINER_STATE = "trainer_state.json"
