@@ -1,0 +1,70 @@
+"""The trainer-callbacks test kit: a Trainer-faithful simulator, hypothesis strategies and the conformance kit.
+
+* :func:`simulate` runs callbacks through the exact event stream of ``Trainer.train()``
+  (see :mod:`.simulator`) in microseconds per step;
+* :mod:`.strategies` (needs ``hypothesis``: ``pip install trainer-callbacks-core[testing]``)
+  generates ``TrainingArguments`` and metric streams;
+* :func:`check_callback`, :func:`checks` and :func:`parametrize_with_checks` run the
+  properties every callback must hold (see :mod:`.checks`).
+
+Names are loaded on first access, so ``import trainer_callbacks.core.testing`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainer_callbacks.core.testing import strategies
+    from trainer_callbacks.core.testing.checkpoints import SavedCheckpoint
+    from trainer_callbacks.core.testing.checks import (
+        CallbackCheckError,
+        check_callback,
+        checks,
+        parametrize_with_checks,
+    )
+    from trainer_callbacks.core.testing.recording import Event, RecordingCallback, log_keys, trace
+    from trainer_callbacks.core.testing.simulator import Simulation, as_process, simulate
+    from trainer_callbacks.core.testing.tiny_model import TinyModel
+
+__all__ = [
+    "CallbackCheckError",
+    "Event",
+    "RecordingCallback",
+    "SavedCheckpoint",
+    "Simulation",
+    "TinyModel",
+    "as_process",
+    "check_callback",
+    "checks",
+    "log_keys",
+    "parametrize_with_checks",
+    "simulate",
+    "strategies",
+    "trace",
+]
+
+_LAZY = {
+    "CallbackCheckError": "checks",
+    "check_callback": "checks",
+    "checks": "checks",
+    "parametrize_with_checks": "checks",
+    "Event": "recording",
+    "RecordingCallback": "recording",
+    "log_keys": "recording",
+    "trace": "recording",
+    "SavedCheckpoint": "checkpoints",
+    "Simulation": "simulator",
+    "as_process": "simulator",
+    "simulate": "simulator",
+    "TinyModel": "tiny_model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "strategies":
+        return importlib.import_module(f"{__name__}.strategies")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
