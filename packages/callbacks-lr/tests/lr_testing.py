@@ -86,8 +86,9 @@ class ScriptedMetric(TrainerCallback):
 
     @staticmethod
     def _index(state: TrainerState) -> int:
-        # The evaluation index survives a resume: count evaluations in the (restored) log history.
-        return sum(1 for e in state.log_history if "eval_runtime" in e)
+        # The evaluation index survives a resume: count evaluations in the (restored) log history. The
+        # Trainer logs the evaluation before on_evaluate, so the current one is already counted.
+        return sum(1 for e in state.log_history if "eval_runtime" in e) - 1
 
 
 class LRRecorder(TrainerCallback):

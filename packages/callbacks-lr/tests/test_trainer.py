@@ -1,0 +1,136 @@
+"""Real Trainer runs (tiny random-init BERT, CPU, generated data).
+
+* warmup + cosine, ``logging_steps=1``: the logged ``learning_rate`` at every step equals
+  the cosine-with-warmup formula (written out here) times the scale that torch's
+  ``ReduceLROnPlateau`` gives for the same metric stream (the oracle);
+* a resume mid-run (without ``restore_callback_states_from_checkpoint``) reproduces the
+  uninterrupted run's LR sequence, and the reduction is not applied twice;
+* the logged names, the summary line and the plot events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from lr_testing import LRRecorder, ScriptedMetric, TinyDataset, tiny_bert, torch_oracle_lrs
+from transformers import Trainer, TrainingArguments
+
+from trainer_callbacks.lr import ReduceLROnPlateau, plugin
+from trainer_callbacks.lr.history import reductions
+
+PEAK, WARMUP, STEPS, EVAL_EVERY = 1e-3, 3, 16, 2
+
+
+def plateau_metric(index: int) -> float:
+    # improves at the first two evaluations, then flat: with patience=1 cuts after evaluations 4, 6, 8
+    return [1.0, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8][min(index, 7)]
+
+
+def cosine_warmup(step: int) -> float:
+    # transformers.get_cosine_schedule_with_warmup, written out
+    if step < WARMUP:
+        return step / WARMUP
+    progress = (step - WARMUP) / (STEPS - WARMUP)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def make_trainer(tmp_path, callbacks, **overrides):  # type: ignore[no-untyped-def]
+    options = dict(
+        output_dir=str(tmp_path),
+        max_steps=STEPS,
+        learning_rate=PEAK,
+        lr_scheduler_type="cosine",
+        warmup_steps=WARMUP,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        eval_strategy="steps",
+        eval_steps=EVAL_EVERY,
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        report_to="none",
+        seed=0,
+        data_seed=0,
+        disable_tqdm=True,
+    )
+    options.update(overrides)
+    return Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(**options),
+        train_dataset=TinyDataset(64),
+        eval_dataset=TinyDataset(8, seed=1),
+        callbacks=callbacks,
+    )
+
+
+def logged_lrs(log_history) -> dict[int, float]:  # type: ignore[no-untyped-def]
+    return {e["step"]: e["learning_rate"] for e in log_history if "learning_rate" in e}
+
+
+@pytest.mark.slow
+def test_warmup_cosine_logged_lr_is_schedule_times_scale(tmp_path) -> None:
+    recorder = LRRecorder()
+    callback = ReduceLROnPlateau(patience=1, factor=0.5)
+    trainer = make_trainer(tmp_path, [ScriptedMetric("eval_loss", plateau_metric), callback, recorder])
+    trainer.train()
+    history = trainer.state.log_history
+
+    n_evals = STEPS // EVAL_EVERY
+    metrics = [plateau_metric(i) for i in range(n_evals)]
+    scale_after = [lrs[0] for lrs in torch_oracle_lrs([1.0], metrics, mode="min", factor=0.5, patience=1)]
+    assert scale_after[-1] < 1.0  # the stream forces reductions
+    lrs = logged_lrs(history)
+    assert sorted(lrs) == list(range(1, STEPS + 1))
+    for step in range(1, STEPS + 1):
+        evals_before = (step - 1) // EVAL_EVERY  # evaluations at steps < step
+        scale = scale_after[evals_before - 1] if evals_before else 1.0
+        expected = PEAK * cosine_warmup(step - 1) * scale  # step s runs with schedule(s - 1)
+        assert lrs[step] == pytest.approx(expected, rel=1e-9, abs=1e-15), step
+        assert recorder.used[step][0] == pytest.approx(expected, rel=1e-9, abs=1e-15), step  # what the optimizer used
+
+    # logged names: scale and count at each evaluation; old/new LR at each reduction
+    scales = [e for e in history if "lr_plateau/scale" in e]
+    assert [e["step"] for e in scales] == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
+    assert [e["lr_plateau/scale"] for e in scales] == pytest.approx(scale_after)
+    found = reductions(history)
+    assert [r.step for r in found] == [8, 12, 16]  # evaluations 4, 6, 8 (2 steps apart)
+    assert found[0].old_lrs[0] == pytest.approx(PEAK) and found[0].new_lrs[0] == pytest.approx(PEAK / 2)
+    assert all(len(r.old_lrs) == len(trainer.optimizer.param_groups) for r in found)
+    lines = plugin.summarize_run(history, tmp_path)
+    assert lines[0] == "LR reduced x0.5 at step 8 (eval_loss plateaued 2 evaluations): 0.001 -> 0.0005, 0.001 -> 0.0005"
+    assert [e.step for e in plugin.plot_events(history)] == [8, 12, 16]
+
+
+@pytest.mark.slow
+def test_resume_mid_run_reproduces_the_lr_sequence(tmp_path) -> None:
+    """Checkpoint at step 10: one reduction done (step 8) and one bad evaluation counted (step 10). The
+    resumed run must cut again at step 12 like the uninterrupted run; a fresh plateau state would wait
+    until step 16, and a scale re-applied on resume would double the cut."""
+    full_cb = ReduceLROnPlateau(patience=1, factor=0.5)
+    full = make_trainer(tmp_path / "full", [ScriptedMetric("eval_loss", plateau_metric), full_cb],
+                        save_strategy="steps", save_steps=5)
+    full.train()
+    full_lrs = logged_lrs(full.state.log_history)
+
+    checkpoint = tmp_path / "full" / "checkpoint-10"
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["ReduceLROnPlateau"]
+    progress = saved["attributes"]["progress"]
+    assert (progress["scales"], progress["num_bad_epochs"], progress["best"]) == ([0.5, 0.5], 1, 0.8)
+    scheduler_state = torch.load(checkpoint / "scheduler.pt", weights_only=True)
+    assert scheduler_state["base_lrs"] == pytest.approx([PEAK / 2, PEAK / 2])  # the scaled peak travels with it
+
+    resumed_cb = ReduceLROnPlateau(patience=1, factor=0.5)
+    second = make_trainer(tmp_path / "resumed", [ScriptedMetric("eval_loss", plateau_metric), resumed_cb],
+                          save_strategy="no")
+    assert second.args.restore_callback_states_from_checkpoint is False
+    second.train(resume_from_checkpoint=str(checkpoint))
+    resumed_lrs = logged_lrs(second.state.log_history)
+    assert sorted(k for k in resumed_lrs if k > 10) == list(range(11, STEPS + 1))
+    for step in range(11, STEPS + 1):
+        assert resumed_lrs[step] == pytest.approx(full_lrs[step], rel=1e-12), step
+    assert resumed_lrs[13] == pytest.approx(PEAK * cosine_warmup(12) * 0.25, rel=1e-9)
+    assert resumed_cb.state_dict() == full_cb.state_dict()
+    assert resumed_cb.reductions == full_cb.reductions == 3
