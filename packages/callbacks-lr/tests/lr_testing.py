@@ -106,8 +106,13 @@ def tiny_bert(seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32, num_labels=2,
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
     )
     return BertForSequenceClassification(config)
 
@@ -125,9 +130,7 @@ class TinyDataset(torch.utils.data.Dataset):
         return {"input_ids": self.input_ids[i], "labels": self.labels[i]}
 
 
-def torch_oracle_lrs(
-    lrs: Sequence[float], metrics: Sequence[float], **plateau_kwargs: Any
-) -> list[list[float]]:
+def torch_oracle_lrs(lrs: Sequence[float], metrics: Sequence[float], **plateau_kwargs: Any) -> list[list[float]]:
     """Group LRs after each ``torch.optim.lr_scheduler.ReduceLROnPlateau.step(metric)`` on a constant schedule."""
     optimizer = sgd(lrs)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **plateau_kwargs)

@@ -67,7 +67,11 @@ def test_lr_is_schedule_times_scale(name: str, metrics, patience: int, cooldown:
     optimizer = sgd(peaks)
     kwargs = dict(mode="min", factor=0.5, patience=patience, cooldown=cooldown)
     result = trainer_loop(
-        ReduceLROnPlateau(**kwargs), training_args("/tmp/lr-comp"), optimizer, build(optimizer), metrics,
+        ReduceLROnPlateau(**kwargs),
+        training_args("/tmp/lr-comp"),
+        optimizer,
+        build(optimizer),
+        metrics,
         steps_per_eval=every,
     )
     scales = [1.0, *expected_scales(metrics, **kwargs)]
@@ -113,8 +117,9 @@ def test_torch_multiplicative_schedulers_compose_exactly(name: str, tmp_path) ->
         plain.step()
     optimizer = sgd([0.1, 0.02])
     assert scheduler_support(build(sgd([1.0]))).kind == "exact"
-    result = trainer_loop(ReduceLROnPlateau(**kwargs), training_args(tmp_path), optimizer, build(optimizer), metrics,
-                          steps_per_eval=2)
+    result = trainer_loop(
+        ReduceLROnPlateau(**kwargs), training_args(tmp_path), optimizer, build(optimizer), metrics, steps_per_eval=2
+    )
     scales = [1.0, *expected_scales(metrics, **kwargs)]
     assert scales[-1] < 1  # the stream does force reductions
     for index, used in enumerate(result.used_lrs):
@@ -124,8 +129,18 @@ def test_torch_multiplicative_schedulers_compose_exactly(name: str, tmp_path) ->
 
 @pytest.mark.parametrize(
     "name",
-    ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial", "inverse_sqrt",
-     "warmup_stable_decay", "cosine_with_min_lr", "cosine_warmup_with_min_lr"],
+    [
+        "constant",
+        "constant_with_warmup",
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "inverse_sqrt",
+        "warmup_stable_decay",
+        "cosine_with_min_lr",
+        "cosine_warmup_with_min_lr",
+    ],
 )
 def test_every_transformers_schedule_is_a_multiplier(name: str, tmp_path) -> None:
     """Every ``get_scheduler`` type is a LambdaLR: lr = peak x f(step), floors relative to the peak included
@@ -152,8 +167,9 @@ def test_every_transformers_schedule_is_a_multiplier(name: str, tmp_path) -> Non
     scheduler = build(optimizer)
     assert scheduler_support(scheduler).kind == "exact"
     kwargs = dict(mode="min", factor=0.5, patience=1)
-    result = trainer_loop(ReduceLROnPlateau(**kwargs), training_args(tmp_path), optimizer, scheduler, metrics,
-                          steps_per_eval=3)
+    result = trainer_loop(
+        ReduceLROnPlateau(**kwargs), training_args(tmp_path), optimizer, scheduler, metrics, steps_per_eval=3
+    )
     scales = [1.0, *expected_scales(metrics, **kwargs)]
     assert scales[-1] == 0.5**4
     for index, used in enumerate(result.used_lrs):

@@ -42,11 +42,26 @@ def test_bad_options_fail_at_construction(kwargs, fragment: str) -> None:  # typ
 
 
 def _trainer(tmp_path, callbacks, **overrides):  # type: ignore[no-untyped-def]
-    options = dict(output_dir=str(tmp_path), max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="no",
-                   use_cpu=True, report_to="none", per_device_train_batch_size=4, logging_steps=1, disable_tqdm=True)
+    options = dict(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="no",
+        use_cpu=True,
+        report_to="none",
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        disable_tqdm=True,
+    )
     options.update(overrides)
-    return Trainer(model=tiny_bert(), args=TrainingArguments(**options), train_dataset=TinyDataset(32),
-                   eval_dataset=TinyDataset(8, seed=1), callbacks=callbacks)
+    return Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(**options),
+        train_dataset=TinyDataset(32),
+        eval_dataset=TinyDataset(8, seed=1),
+        callbacks=callbacks,
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,8 +93,9 @@ def test_mode_resolution() -> None:
     assert resolve_mode(None, "eval_loss", acc) == ("min", None)  # loss-like name
     assert resolve_mode(None, "eval_perplexity", acc) == ("min", None)
     assert resolve_mode("min", "eval_accuracy", acc) == ("min", None)  # explicit wins
-    lower = TrainingArguments(output_dir="/tmp/x", metric_for_best_model="wer", greater_is_better=False,
-                              report_to="none")
+    lower = TrainingArguments(
+        output_dir="/tmp/x", metric_for_best_model="wer", greater_is_better=False, report_to="none"
+    )
     assert resolve_mode(None, "eval_wer", lower) == ("min", None)
     mode, problem = resolve_mode(None, "eval_f1", acc)
     assert mode is None and "mode='max'" in problem and "eval_f1" in problem
@@ -103,7 +119,9 @@ def test_max_mode_from_greater_is_better_in_a_real_run(tmp_path) -> None:
 
 def test_missing_metric_strict_lists_present_metrics(tmp_path) -> None:
     trainer = _trainer(tmp_path, [ReduceLROnPlateau(monitor="eval_accuracy", mode="max")])
-    with pytest.raises(ConfigurationError, match=r"'eval_accuracy' is not in the evaluation metrics; present: .*eval_loss"):
+    with pytest.raises(
+        ConfigurationError, match=r"'eval_accuracy' is not in the evaluation metrics; present: .*eval_loss"
+    ):
         trainer.train()
 
 
@@ -122,18 +140,35 @@ def test_several_eval_datasets_monitor_one_of_them(tmp_path) -> None:
     """With eval_dataset={"val":..., "test":...} each dataset is evaluated with its own prefix; the monitored
     eval_val_loss is missing from eval_test_* evaluations and that is not an error."""
     callback = ReduceLROnPlateau(monitor="eval_val_loss", patience=0)
-    options = dict(output_dir=str(tmp_path), max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="no",
-                   use_cpu=True, report_to="none", per_device_train_batch_size=4, disable_tqdm=True)
-    trainer = Trainer(model=tiny_bert(), args=TrainingArguments(**options), train_dataset=TinyDataset(32),
-                      eval_dataset={"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)},
-                      callbacks=[callback])
+    options = dict(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="no",
+        use_cpu=True,
+        report_to="none",
+        per_device_train_batch_size=4,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(**options),
+        train_dataset=TinyDataset(32),
+        eval_dataset={"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)},
+        callbacks=[callback],
+    )
     trainer.train()
     assert sum(1 for e in trainer.state.log_history if "lr_plateau/scale" in e) == 2
     wrong = ReduceLROnPlateau(monitor="eval_dev_loss", patience=0)
-    trainer = Trainer(model=tiny_bert(), args=TrainingArguments(**options), train_dataset=TinyDataset(32),
-                      eval_dataset={"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)},
-                      callbacks=[wrong])
-    with pytest.raises(ConfigurationError, match="eval_dev_loss.*present: .*eval_test_loss.*eval_val_loss"):
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(**options),
+        train_dataset=TinyDataset(32),
+        eval_dataset={"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)},
+        callbacks=[wrong],
+    )
+    with pytest.raises(ConfigurationError, match=r"eval_dev_loss.*present: .*eval_test_loss.*eval_val_loss"):
         trainer.train()
 
 

@@ -85,7 +85,12 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_torch_reduce_lr_on_plateau_cases(name: str, tmp_path) -> None:
     case = CASES[name]
-    epochs, metrics, kwargs, targets = case["epochs"], case["metrics"][: case["epochs"]], case["kwargs"], case["targets"]
+    epochs, metrics, kwargs, targets = (
+        case["epochs"],
+        case["metrics"][: case["epochs"]],
+        case["kwargs"],
+        case["targets"],
+    )
     optimizer = sgd([0.5, 0.5])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     callback = ReduceLROnPlateau(monitor="eval_loss", **kwargs)

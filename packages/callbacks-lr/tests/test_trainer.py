@@ -110,8 +110,9 @@ def test_resume_mid_run_reproduces_the_lr_sequence(tmp_path) -> None:
     resumed run must cut again at step 12 like the uninterrupted run; a fresh plateau state would wait
     until step 16, and a scale re-applied on resume would double the cut."""
     full_cb = ReduceLROnPlateau(patience=1, factor=0.5)
-    full = make_trainer(tmp_path / "full", [ScriptedMetric("eval_loss", plateau_metric), full_cb],
-                        save_strategy="steps", save_steps=5)
+    full = make_trainer(
+        tmp_path / "full", [ScriptedMetric("eval_loss", plateau_metric), full_cb], save_strategy="steps", save_steps=5
+    )
     full.train()
     full_lrs = logged_lrs(full.state.log_history)
 
@@ -123,8 +124,9 @@ def test_resume_mid_run_reproduces_the_lr_sequence(tmp_path) -> None:
     assert scheduler_state["base_lrs"] == pytest.approx([PEAK / 2, PEAK / 2])  # the scaled peak travels with it
 
     resumed_cb = ReduceLROnPlateau(patience=1, factor=0.5)
-    second = make_trainer(tmp_path / "resumed", [ScriptedMetric("eval_loss", plateau_metric), resumed_cb],
-                          save_strategy="no")
+    second = make_trainer(
+        tmp_path / "resumed", [ScriptedMetric("eval_loss", plateau_metric), resumed_cb], save_strategy="no"
+    )
     assert second.args.restore_callback_states_from_checkpoint is False
     second.train(resume_from_checkpoint=str(checkpoint))
     resumed_lrs = logged_lrs(second.state.log_history)

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 from torch.optim import lr_scheduler as torch_sched
+
 from trainer_callbacks.core.errors import ConfigurationError
 
 _EXACT: tuple[type, ...] = (
