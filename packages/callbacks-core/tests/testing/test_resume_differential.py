@@ -59,16 +59,27 @@ def metrics_like(events: list[Any]) -> Any:
 CONFIGS = {
     "steps": dict(max_steps=9, eval_strategy="steps", eval_steps=2, save_steps=2, logging_steps=3),
     "epochs-accumulation": dict(
-        num_train_epochs=3, gradient_accumulation_steps=2, eval_strategy="epoch", save_strategy="epoch",
-        logging_strategy="epoch", load_best_model_at_end=True, save_total_limit=2,
+        num_train_epochs=3,
+        gradient_accumulation_steps=2,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        save_total_limit=2,
     ),
 }
 
 
 def _args(output_dir: str, restore: bool, **kw: Any) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=output_dir, report_to="none", use_cpu=True, disable_tqdm=True, per_device_train_batch_size=2,
-        restore_callback_states_from_checkpoint=restore, metric_for_best_model="loss", **kw,
+        output_dir=output_dir,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        per_device_train_batch_size=2,
+        restore_callback_states_from_checkpoint=restore,
+        metric_for_best_model="loss",
+        **kw,
     )
 
 
@@ -100,15 +111,21 @@ def _recorder(callbacks: list[Any]) -> RecordingCallback:
 @pytest.mark.slow
 @pytest.mark.parametrize("restore", [False, True], ids=["plain", "restore_callback_states"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_resume_from_every_checkpoint_matches(fast_real_trainer: None, tmp_path: Path, config: str,
-                                              restore: bool) -> None:
+def test_resume_from_every_checkpoint_matches(
+    fast_real_trainer: None, tmp_path: Path, config: str, restore: bool
+) -> None:
     kw = CONFIGS[config]
     real_dir, sim_dir = str(tmp_path / "real"), str(tmp_path / "sim")
     first = _callbacks()
     run_trainer(_args(real_dir, restore, **kw), first, train_dataset_len=7)
     sim_first = _callbacks()
-    simulate(_args(sim_dir, restore, **kw), sim_first, metrics_like(_recorder(first).events), train_dataset_len=7,
-             save_checkpoints=True)
+    simulate(
+        _args(sim_dir, restore, **kw),
+        sim_first,
+        metrics_like(_recorder(first).events),
+        train_dataset_len=7,
+        save_checkpoints=True,
+    )
     assert trace(_recorder(sim_first).events) == trace(_recorder(first).events)
     names = sorted(p for p in os.listdir(real_dir) if p.startswith("checkpoint-"))
     assert names == sorted(p for p in os.listdir(sim_dir) if p.startswith("checkpoint-"))
@@ -121,9 +138,14 @@ def test_resume_from_every_checkpoint_matches(fast_real_trainer: None, tmp_path:
         trainer = build_trainer(_args(real_copy, restore, **kw), real_cbs, train_dataset_len=7)
         trainer.train(resume_from_checkpoint=os.path.join(real_copy, name))
         sim_cbs = _callbacks()
-        sim = simulate(_args(sim_copy, restore, **kw), sim_cbs, metrics_like(_recorder(real_cbs).events),
-                       train_dataset_len=7, save_checkpoints=True,
-                       resume_from_checkpoint=os.path.join(sim_copy, name))
+        sim = simulate(
+            _args(sim_copy, restore, **kw),
+            sim_cbs,
+            metrics_like(_recorder(real_cbs).events),
+            train_dataset_len=7,
+            save_checkpoints=True,
+            resume_from_checkpoint=os.path.join(sim_copy, name),
+        )
         assert trace(_recorder(sim_cbs).events) == trace(_recorder(real_cbs).events), name
         assert sim.state.global_step == trainer.state.global_step
         assert sim.state.best_global_step == trainer.state.best_global_step
@@ -131,7 +153,9 @@ def test_resume_from_every_checkpoint_matches(fast_real_trainer: None, tmp_path:
             (sorted(e), e["step"]) for e in trainer.state.log_history
         ]
         # which instances the handler holds (restored ones are new objects, appended last) and their counters
-        real_held = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (Counter, EarlyStoppingCallback))]
+        real_held = [
+            cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (Counter, EarlyStoppingCallback))
+        ]
         sim_held = [cb for cb in sim.callbacks if isinstance(cb, (Counter, EarlyStoppingCallback))]
         assert _summary(sim_held) == _summary(real_held), name
         assert sim.control == trainer.control
@@ -149,8 +173,12 @@ def test_simulator_resumes_its_own_in_memory_checkpoints(tmp_path: Path) -> None
     # Not the last one: resumed at max_steps, the Trainer (and so the simulator, see the test above)
     # still runs one more optimizer step before DefaultFlowCallback stops it.
     for saved in full.checkpoints[:-1]:
-        resumed = simulate(_args(str(tmp_path / "x"), True, **kw), _callbacks(twins=False), train_dataset_len=7,
-                           resume_from_checkpoint=saved)
+        resumed = simulate(
+            _args(str(tmp_path / "x"), True, **kw),
+            _callbacks(twins=False),
+            train_dataset_len=7,
+            resume_from_checkpoint=saved,
+        )
         tail = [e for e in trace(full.events) if e[1] > saved.global_step]
         assert [e for e in trace(resumed.events) if e[1] > saved.global_step] == tail
         # restored callbacks are re-created and appended at the end, so compare them as a set

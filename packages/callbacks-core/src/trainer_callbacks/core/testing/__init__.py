@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainer_callbacks.core.testing import strategies
     from trainer_callbacks.core.testing.checkpoints import SavedCheckpoint
-    from trainer_callbacks.core.testing.checks import (
+    from trainer_callbacks.core.testing.conformance import (
         CallbackCheckError,
         check_callback,
         checks,
@@ -46,10 +46,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CallbackCheckError": "checks",
-    "check_callback": "checks",
-    "checks": "checks",
-    "parametrize_with_checks": "checks",
+    "CallbackCheckError": "conformance",
+    "check_callback": "conformance",
+    "checks": "conformance",
+    "parametrize_with_checks": "conformance",
     "Event": "recording",
     "RecordingCallback": "recording",
     "log_keys": "recording",
