@@ -214,29 +214,40 @@ def run(quick: bool = False) -> BenchResult:
             cmp = compare(samples, "floor", name)
             result.comparisons.append(cmp)
             result.medians[f"{layers}L/{name}"] = cmp.median_arm
-            rows.append([
-                f"{n_tensors} ({layers} layers, {n_elements / 1e6:.1f}M)", name, fmt_time(cmp.median_arm),
-                f"{cmp.ratio:.2f}x", cmp.spread,
-            ])
+            rows.append(
+                [
+                    f"{n_tensors} ({layers} layers, {n_elements / 1e6:.1f}M)",
+                    name,
+                    fmt_time(cmp.median_arm),
+                    f"{cmp.ratio:.2f}x",
+                    cmp.spread,
+                ]
+            )
         if "gradviz" in methods:
             gv = compare(samples, "floor", "gradviz")
             hist = compare(samples, "gradviz", "wandb histograms")
-            result.goals.append(Goal(
-                text=f"{n_tensors} tensors: gradviz <= 1.15x the floor",
-                measured=f"{gv.ratio:.2f}x ({gv.spread})",
-                met=gv.ratio <= 1.15,
-                why="" if gv.ratio <= 1.15 else _why_slow(samples, "floor"),
-            ))
-            result.goals.append(Goal(
-                text=f"{n_tensors} tensors: >= 20x cheaper than per-parameter histograms",
-                measured=f"{hist.ratio:.1f}x ({hist.spread})",
-                met=hist.ratio >= 20,
-            ))
-    result.tables.append(Table(
-        "Per logged step (median per call; ratio = median of per-round ratios to the floor)",
-        ["tensors", "method", "median", "x floor", "spread of x floor"],
-        rows,
-    ))
+            result.goals.append(
+                Goal(
+                    text=f"{n_tensors} tensors: gradviz <= 1.15x the floor",
+                    measured=f"{gv.ratio:.2f}x ({gv.spread})",
+                    met=gv.ratio <= 1.15,
+                    why="" if gv.ratio <= 1.15 else _why_slow(samples, "floor"),
+                )
+            )
+            result.goals.append(
+                Goal(
+                    text=f"{n_tensors} tensors: >= 20x cheaper than per-parameter histograms",
+                    measured=f"{hist.ratio:.1f}x ({hist.spread})",
+                    met=hist.ratio >= 20,
+                )
+            )
+    result.tables.append(
+        Table(
+            "Per logged step (median per call; ratio = median of per-round ratios to the floor)",
+            ["tensors", "method", "median", "x floor", "spread of x floor"],
+            rows,
+        )
+    )
     result.notes.append(
         "'gradviz unlogged step' is the every-step finiteness check of the default on_nonfinite='warn' on steps "
         "that are not logged (on_nonfinite='ignore' costs nothing there)."

@@ -59,10 +59,12 @@ class Size:
     worst_steps: int
 
 
-FULL = Size(layers=4, hidden=256, vocab=30522, seq_len=32, batch=8, rounds=5, worst_rounds=3,
-            defaults_steps=200, worst_steps=30)
-TOY = Size(layers=1, hidden=32, vocab=100, seq_len=8, batch=2, rounds=1, worst_rounds=1,
-           defaults_steps=4, worst_steps=2)
+FULL = Size(
+    layers=4, hidden=256, vocab=30522, seq_len=32, batch=8, rounds=5, worst_rounds=3, defaults_steps=200, worst_steps=30
+)
+TOY = Size(
+    layers=1, hidden=32, vocab=100, seq_len=8, batch=2, rounds=1, worst_rounds=1, defaults_steps=4, worst_steps=2
+)
 
 
 def installed_plugins() -> list[str]:
@@ -207,10 +209,24 @@ def _is_plugin(cb: Any) -> bool:
 def settings(size: Size) -> list[Setting]:
     d = size.defaults_steps
     return [
-        Setting("defaults", steps=d, logging_steps=max(d // 4, 1) if d < 200 else 50, eval_steps=d, save_steps=d,
-                eval_size=4 * size.batch, plugin_options={}),
-        Setting("worst case", steps=size.worst_steps, logging_steps=1, eval_steps=1, save_steps=None,
-                eval_size=size.batch, plugin_options={"earlystop": {"patience": 10**9}}),
+        Setting(
+            "defaults",
+            steps=d,
+            logging_steps=max(d // 4, 1) if d < 200 else 50,
+            eval_steps=d,
+            save_steps=d,
+            eval_size=4 * size.batch,
+            plugin_options={},
+        ),
+        Setting(
+            "worst case",
+            steps=size.worst_steps,
+            logging_steps=1,
+            eval_steps=1,
+            save_steps=None,
+            eval_size=size.batch,
+            plugin_options={"earlystop": {"patience": 10**9}},
+        ),
     ]
 
 
@@ -229,9 +245,9 @@ def run(quick: bool = False) -> BenchResult:
         title="Whole-suite overhead on a real Trainer loop",
         setup={
             "model": f"BertForSequenceClassification, {size.layers} layers, hidden {size.hidden}, "
-                     f"vocab {size.vocab}, random init, fp32",
+            f"vocab {size.vocab}, random init, fp32",
             "data": f"random token ids, sequence length {size.seq_len}, batch {size.batch}, "
-                    f"CPU, {torch.get_num_threads()} torch threads",
+            f"CPU, {torch.get_num_threads()} torch threads",
             "plugins": ", ".join(plugins) or "none installed",
             "timed": "trainer.train() only (Trainer construction excluded); report_to='none'",
         },
@@ -254,21 +270,39 @@ def run(quick: bool = False) -> BenchResult:
             samples = interleave(arms, rounds, warmup=0)
             base = compare(samples, "none", "none")
             result.medians[f"{setting.name}/none"] = base.median_baseline
-            rows = [[setting.name, "none", f"{setting.steps / base.median_baseline:.2f}",
-                     fmt_time(base.median_baseline), "1.000", ""]]
+            rows = [
+                [
+                    setting.name,
+                    "none",
+                    f"{setting.steps / base.median_baseline:.2f}",
+                    fmt_time(base.median_baseline),
+                    "1.000",
+                    "",
+                ]
+            ]
             for name in list(arms)[1:]:
                 cmp = compare(samples, "none", name)
                 result.comparisons.append(cmp)
                 result.medians[f"{setting.name}/{name}"] = cmp.median_arm
-                rows.append([setting.name, name, f"{setting.steps / cmp.median_arm:.2f}", fmt_time(cmp.median_arm),
-                             f"{cmp.ratio:.3f}", cmp.spread])
-            result.tables.append(Table(
-                f"{setting.name}: {setting.steps} steps, logging_steps={setting.logging_steps}, "
-                f"eval every {setting.eval_steps} steps ({setting.eval_size} examples)"
-                + (f", model-only save every {setting.save_steps} steps" if setting.save_steps else ", no saves"),
-                ["setting", "plugins", "steps/s (median)", "train() median", "time ratio vs none", "spread"],
-                rows,
-            ))
+                rows.append(
+                    [
+                        setting.name,
+                        name,
+                        f"{setting.steps / cmp.median_arm:.2f}",
+                        fmt_time(cmp.median_arm),
+                        f"{cmp.ratio:.3f}",
+                        cmp.spread,
+                    ]
+                )
+            result.tables.append(
+                Table(
+                    f"{setting.name}: {setting.steps} steps, logging_steps={setting.logging_steps}, "
+                    f"eval every {setting.eval_steps} steps ({setting.eval_size} examples)"
+                    + (f", model-only save every {setting.save_steps} steps" if setting.save_steps else ", no saves"),
+                    ["setting", "plugins", "steps/s (median)", "train() median", "time ratio vs none", "spread"],
+                    rows,
+                )
+            )
             if plugins:
                 per_plugin, step_seconds = bench.instrumented(setting, plugins)
                 for name in plugins:
@@ -280,19 +314,23 @@ def run(quick: bool = False) -> BenchResult:
                 if setting.name == "defaults":
                     all_cmp = compare(samples, "none", "all")
                     met = all_cmp.ratio <= 1.02
-                    result.goals.append(Goal(
-                        text="all plugins at defaults: steps/s ratio (none / all) <= 1.02",
-                        measured=f"{all_cmp.ratio:.3f} ({all_cmp.spread}); inside plugin code: "
-                                 f"{100 * total / step_seconds:.2f}% of a step",
-                        met=met,
-                        why="" if met else _why(per_plugin, step_seconds),
-                    ))
+                    result.goals.append(
+                        Goal(
+                            text="all plugins at defaults: steps/s ratio (none / all) <= 1.02",
+                            measured=f"{all_cmp.ratio:.3f} ({all_cmp.spread}); inside plugin code: "
+                            f"{100 * total / step_seconds:.2f}% of a step",
+                            met=met,
+                            why="" if met else _why(per_plugin, step_seconds),
+                        )
+                    )
         if attribution_rows:
-            result.tables.append(Table(
-                "Time inside each plugin's code per optimizer step (instrumented run, all plugins attached)",
-                ["setting", "plugin", "per step", "share of the step"],
-                attribution_rows,
-            ))
+            result.tables.append(
+                Table(
+                    "Time inside each plugin's code per optimizer step (instrumented run, all plugins attached)",
+                    ["setting", "plugin", "per step", "share of the step"],
+                    attribution_rows,
+                )
+            )
     result.wall_seconds = time.perf_counter() - started
     return result
 
