@@ -136,3 +136,41 @@ def test_resume_mid_run_reproduces_the_lr_sequence(tmp_path) -> None:
     assert resumed_lrs[13] == pytest.approx(PEAK * cosine_warmup(12) * 0.25, rel=1e-9)
     assert resumed_cb.state_dict() == full_cb.state_dict()
     assert resumed_cb.reductions == full_cb.reductions == 3
+
+
+@pytest.mark.slow
+def test_metrics_reach_tensorboard_and_mlflow(tmp_path, monkeypatch) -> None:
+    """Two param groups: lr_plateau/scale and lr_plateau/scale/group_<i> both land (MLflow: '/' -> '.')."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path}/mlruns")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lr")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    callback = ReduceLROnPlateau(patience=1, factor=0.5)
+    trainer = make_trainer(
+        tmp_path / "run",
+        [ScriptedMetric("eval_loss", plateau_metric), callback],
+        max_steps=8,
+        report_to=["tensorboard", "mlflow"],
+    )
+    trainer.train()
+    expected_scale = [1.0, 1.0, 1.0, 0.5]  # evaluations at steps 2, 4, 6, 8: cut at the 4th
+
+    files = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for f in files:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    assert sorted(scalars["lr_plateau/scale"]) == [(s, pytest.approx(v)) for s, v in zip([2, 4, 6, 8], expected_scale)]
+    assert sorted(scalars["lr_plateau/new_lr/group_1"]) == [(8, pytest.approx(PEAK / 2))]
+
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("lr").experiment_id])[0]
+    history = client.get_metric_history(run.info.run_id, "lr_plateau.scale")
+    assert sorted((m.step, m.value) for m in history) == list(zip([2, 4, 6, 8], expected_scale))
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "lr_plateau.scale.group_1")][-1] == 0.5
+    assert client.get_metric_history(run.info.run_id, "lr_plateau.reductions")[-1].value == 1.0

@@ -5,7 +5,7 @@ Pure Python: imported by the plugin module, which must not import torch or trans
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ def reductions(log_history: Iterable[Mapping[str, Any]]) -> list[Reduction]:
     return out
 
 
-def summary_lines(log_history: list[Mapping[str, Any]]) -> list[str]:
+def summary_lines(log_history: Sequence[Mapping[str, Any]]) -> list[str]:
     """Human-readable lines, one per reduction, e.g.
     ``LR reduced x0.1 at step 300 (eval_loss plateaued 10 evaluations): 5e-05 -> 5e-06``."""
     found = reductions(log_history)

@@ -132,10 +132,11 @@ def scheduler_support(scheduler: Any) -> Support:
                 return Support(kind, f"{name} contains " + "; ".join(bad))
         return Support("exact", f"{name} of multiplicative schedulers")
     if isinstance(scheduler, _ETA_MIN):
-        if getattr(scheduler, "eta_min", 0) != 0:
+        eta_min = getattr(scheduler, "eta_min", 0)
+        if eta_min != 0:
             return Support(
                 "approximate",
-                f"{name} with eta_min={scheduler.eta_min}: eta_min is an absolute floor and is not scaled, so the "
+                f"{name} with eta_min={eta_min}: eta_min is an absolute floor and is not scaled, so the "
                 "LR is only approximately schedule x scale near the floor (use eta_min=0 or a LambdaLR for exactness)",
             )
         return Support("exact", f"{name} with eta_min=0")
