@@ -1,0 +1,103 @@
+"""Simulator features that the differential tests do not reach: ranks, gradients, rotation, strategies."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import TrainerCallback, TrainingArguments
+from transformers.trainer_utils import rotate_checkpoints
+
+from trainer_callbacks.core.testing import simulate, strategies
+from trainer_callbacks.core.testing.checkpoints import rotate_in_memory
+
+
+def _args(tmp_path: Path, **kw: Any) -> TrainingArguments:
+    base = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, max_steps=6, logging_steps=1)
+    base.update(kw)
+    return TrainingArguments(**base)
+
+
+def test_non_zero_rank_writes_nothing_and_knows_it_is_not_main(tmp_path: Path) -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            seen.append((args.should_save, state.is_world_process_zero))
+
+    args = _args(tmp_path, save_steps=2, eval_strategy="steps", eval_steps=2, load_best_model_at_end=True)
+    sim = simulate(args, [Probe()], process_index=1, world_size=2, save_checkpoints=True)
+    assert not (tmp_path / "out").exists()
+    assert set(seen) == {(False, False)}
+    # the checkpoints exist on the (shared) filesystem rank 0 writes, so the best one is known here too
+    assert sim.state.best_model_checkpoint == os.path.join(args.output_dir, "checkpoint-6")
+    main = simulate(args, [], save_checkpoints=True)
+    assert sorted(os.listdir(tmp_path / "out")) == [c.name for c in main.checkpoints]
+
+
+def test_compute_gradients_gives_clipped_gradients_before_the_optimizer_step(tmp_path: Path) -> None:
+    norms: list[float] = []
+
+    class GradProbe(TrainerCallback):
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    sim = simulate(_args(tmp_path, max_grad_norm=0.01), [GradProbe()], compute_gradients=True)
+    logged = [log["grad_norm"] for log in sim.logs if "grad_norm" in log]
+    assert len(norms) == len(logged) == 6
+    # the Trainer logs the norm before clipping and callbacks see the clipped gradients
+    assert all(pre > 0.01 for pre in logged)
+    assert all(abs(n - 0.01) < 1e-4 for n in norms)
+
+
+def test_learning_rate_logged_is_the_one_before_the_scheduler_step(tmp_path: Path) -> None:
+    # linear decay from 1e-3 over 4 steps, no warm-up: lr used at step k (1-based) is 1e-3 * (4 - (k - 1)) / 4
+    sim = simulate(_args(tmp_path, max_steps=4, learning_rate=1e-3), [])
+    assert [round(log["learning_rate"], 10) for log in sim.logs if "learning_rate" in log] == [
+        1e-3,
+        7.5e-4,
+        5e-4,
+        2.5e-4,
+    ]
+
+
+@settings(max_examples=50)
+@given(
+    steps=st.lists(st.integers(1, 40), min_size=0, max_size=8, unique=True),
+    limit=st.one_of(st.none(), st.integers(0, 5)),
+    best=st.one_of(st.none(), st.integers(0, 7)),
+)
+def test_in_memory_rotation_equals_transformers(
+    tmp_path_factory: Any, steps: list[int], limit: int | None, best: int | None
+) -> None:
+    root = tmp_path_factory.mktemp("rot")
+    paths = [str(root / f"checkpoint-{s}") for s in steps]
+    for p in paths:
+        os.makedirs(p)
+    best_path = paths[best] if best is not None and best < len(paths) else None
+    predicted = set(rotate_in_memory(paths, limit, best_path))
+    rotate_checkpoints(str(root), save_total_limit=limit, best_model_checkpoint=best_path, use_mtime=False)
+    assert {p for p in paths if not os.path.isdir(p)} == predicted
+
+
+@settings(max_examples=40)
+@given(setup=strategies.training_setups(output_dir="unused"), stream=strategies.metric_streams())
+def test_strategies_only_make_configurations_the_simulator_runs(
+    setup: strategies.TrainingSetup, stream: list[dict[str, float]]
+) -> None:
+    sim = simulate(setup.args, [], stream, train_dataset_len=setup.train_dataset_len)
+    assert sim.state.global_step <= sim.state.max_steps + 1
+
+
+@given(strategies.metric_streams(names=("eval_loss", "eval_f1"), kind="improving", min_size=2))
+def test_improving_streams_improve_in_each_metrics_direction(stream: list[dict[str, float]]) -> None:
+    losses = [m["eval_loss"] for m in stream]
+    f1 = [m["eval_f1"] for m in stream]
+    assert all(b < a for a, b in itertools.pairwise(losses))
+    assert all(b > a for a, b in itertools.pairwise(f1))
