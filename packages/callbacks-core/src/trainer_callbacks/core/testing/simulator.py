@@ -53,6 +53,7 @@ from trainer_callbacks.core.testing.tiny_model import (
     current_learning_rate,
     default_loss_fn,
     is_metric_driven,
+    optimizer_step_is_a_no_op,
 )
 
 logger = logging.getLogger(__name__)
@@ -411,7 +412,10 @@ class Simulation:
                     else:
                         grad_norm = 0.0  # what clip_grad_norm_ returns when no parameter has a gradient
                     self.control = on_pre_optimizer_step(args, state, self.control)
-                    optimizer.step()
+                    if compute_gradients or not optimizer_step_is_a_no_op(optimizer):
+                        optimizer.step()
+                    else:
+                        optimizer._opt_called = True  # type: ignore[attr-defined]  # what step() would flag
                     self.control = on_optimizer_step(args, state, self.control)
                     learning_rate = current_learning_rate(optimizer, scheduler)
                     if step_scheduler:

@@ -120,3 +120,21 @@ def current_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any) -> f
     if torch.is_tensor(lr):
         lr = lr.item()
     return lr
+
+
+def optimizer_step_is_a_no_op(optimizer: torch.optim.Optimizer) -> bool:
+    """True when ``optimizer.step()`` would change nothing: no parameter has a gradient and no step hook is set.
+
+    The simulator (without ``compute_gradients``) then skips the call, which is most of the
+    cost of a simulated step; it marks the optimizer as stepped so schedulers do not warn.
+    """
+    from torch.optim import optimizer as optimizer_module
+
+    if (
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or optimizer_module._global_optimizer_pre_hooks
+        or optimizer_module._global_optimizer_post_hooks
+    ):
+        return False
+    return all(p.grad is None for group in optimizer.param_groups for p in group["params"])
