@@ -160,6 +160,7 @@ class GradNormLogger(PluginCallback):
         self._pending_nonfinite: dict[str, float] = {}
         self._warned: set[str] = set()
         self.last_measured_step: int | None = None
+        self._predicted_step: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_measured_step": self.last_measured_step}
@@ -222,6 +223,8 @@ class GradNormLogger(PluginCallback):
         self._measure = will_log(state.global_step + 1, args=args, state=state, every_n_steps=self.every_n_steps,
                                  updates_per_epoch=self._updates_per_epoch)
         self._grad_partial = None
+        if self._measure:
+            self._predicted_step = state.global_step + 1
         if self._measure or self.on_nonfinite != "ignore":
             self._capture.arm(model)
 
@@ -299,7 +302,7 @@ class GradNormLogger(PluginCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, float] | None = None,
                **kwargs: Any) -> None:
         if (logs and "grad_norm" in logs and self.every_n_steps is None and not self._no_grads
-                and self._model is not None and self.last_measured_step != state.global_step):
+                and self._model is not None and self._predicted_step != state.global_step):
             self._warn_once(
                 "timing",
                 f"GradNormLogger: the Trainer logged step {state.global_step} but gradviz did not predict it "
