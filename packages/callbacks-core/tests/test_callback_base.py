@@ -123,3 +123,25 @@ def test_copy_and_pickle_do_not_carry_the_trainer(tiny_trainer: Any) -> None:
 def test_options_must_be_json_serialisable() -> None:
     with pytest.raises(ConfigurationError, match="JSON-serialisable"):
         StepCounter(tag=object())  # type: ignore[arg-type]
+
+
+def test_two_instances_of_one_class_resume_from_their_newest_states(tiny_trainer: Any, tmp_path: Path) -> None:
+    # The Trainer keeps such twins in one list that grows at every save; its own restore
+    # pairs instances with the oldest entries (their states at train begin).
+    tiny_trainer([StepCounter(), StepCounter()], max_steps=6, save_strategy="steps", save_steps=2).train()
+    twins = [StepCounter(), StepCounter()]
+    trainer = tiny_trainer(twins, max_steps=6, save_strategy="steps", save_steps=2)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    assert [cb.steps for cb in twins] == [6, 6]  # 4 restored + 2; stale entries would give 2
+
+
+def test_resuming_a_checkpoint_made_without_the_callback_starts_fresh_and_saves(
+    tiny_trainer: Any, tmp_path: Path
+) -> None:
+    tiny_trainer([], max_steps=4, save_strategy="steps", save_steps=2).train()
+    late = StepCounter()
+    trainer = tiny_trainer([late], max_steps=6, save_strategy="steps", save_steps=2)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))  # the Trainer alone: KeyError at save
+    assert late.steps == 4
+    saved = json.loads((tmp_path / "out" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert saved["stateful_callbacks"]["StepCounter"]["attributes"]["progress"] == {"steps": 4}

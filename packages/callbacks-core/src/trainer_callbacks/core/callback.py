@@ -115,24 +115,33 @@ class PluginCallback(TrainerCallback, ExportableState):
         reporting.flush(self.handler)
 
     def _restore(self, state: Any, siblings: Sequence[Any]) -> None:
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        name = type(self).__name__
+        saved = (state.stateful_callbacks or {}).get(name)
         if saved is None:
             logger.warning(
                 "%s: resuming at step %d from a checkpoint that holds no saved state for it; starting fresh.",
-                type(self).__name__, state.global_step,
+                name, state.global_step,
             )
+            # The Trainer's _save_checkpoint indexes stateful_callbacks[name]: without an entry
+            # the next save would fail with a KeyError mid-run.
+            if state.stateful_callbacks is not None:
+                state.stateful_callbacks[name] = self.state()
             return
         entries = saved if isinstance(saved, list) else [saved]
         same_options = [e for e in entries if _jsonable(e.get("args", {})) == self._options]
         if not same_options:
             logger.warning(
                 "%s: the checkpoint's saved state was made with other options (%s); starting fresh.",
-                type(self).__name__, entries[0].get("args"),
+                name, entries[0].get("args"),
             )
             return
+        # Several instances of one class share a list that the Trainer extends at every save
+        # (their states at train begin first, then one more per instance per save): the
+        # newest states are the last ones, in the instances' order.
         twins = [cb for cb in siblings if type(cb) is type(self) and cb._options == self._options]
         index = next((i for i, cb in enumerate(twins) if cb is self), 0)
-        entry = same_options[min(index, len(same_options) - 1)]
+        newest = same_options[-len(twins):] if len(same_options) >= len(twins) else same_options
+        entry = newest[min(index, len(newest) - 1)]
         self.load_state_dict(entry.get("attributes", {}).get("progress", {}))
 
     # ---- reporting ----------------------------------------------------------------------
