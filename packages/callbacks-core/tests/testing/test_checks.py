@@ -244,3 +244,17 @@ def test_pytest_plugin_option_adds_one_test_per_check(
     assert "11 passed" in out and "1 failed" in out, out
     assert "Leaky()-check_side_effects_only_on_main_process" in out
     assert "Guard file writes" in out
+
+
+class StrictOnOwnMetric(PatienceStop):
+    """Correct, and strict: an evaluation without the metric it was told to monitor is an error."""
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+        if self.monitor not in (metrics or {}):
+            raise ValueError(f"monitor={self.monitor!r} is missing from the evaluation; present: {sorted(metrics)}")
+        super().on_evaluate(args, state, control, metrics=metrics, **kwargs)
+
+
+def test_a_strict_callback_may_require_the_metric_its_options_name() -> None:
+    # metric_for_best_model stays eval_loss; the monitored metric is another one, named in the options.
+    check_callback(functools.partial(StrictOnOwnMetric, monitor="eval_accuracy"))

@@ -339,6 +339,16 @@ def check_reuse_across_train_calls(factory: Factory, setup: CheckSetup) -> None:
             )
 
 
+def _exported_args(callback: Any) -> Any:
+    """The constructor options a callback exports (``state()["args"]``), or ``{}``."""
+    if isinstance(callback, ExportableState):
+        try:
+            return callback.state().get("args", {})
+        except Exception:
+            return {}
+    return {}
+
+
 def check_unrelated_metrics(factory: Factory, setup: CheckSetup) -> None:
     """Extra metrics, and evaluations carrying only ``metric_for_best_model``, raise nothing and change nothing.
 
@@ -367,21 +377,29 @@ def check_unrelated_metrics(factory: Factory, setup: CheckSetup) -> None:
                 "extra unrelated metrics changed its decisions: "
                 f"{_first_difference(strip(_behaviour(base.events)), strip(_behaviour(widened.events)))}"
             )
+        # Related metrics: metric_for_best_model and every metric the callback's own options name
+        # (a strict callback may rightly refuse to run without a metric it was told to monitor).
+        named_in_options = json.dumps(_exported_args(factory()), sort_keys=True)
         monitored = base.args.metric_for_best_model
-        if monitored:
-            key = monitored if monitored.startswith("eval_") else f"eval_{monitored}"
 
-            def only_monitored(i: int, step: int) -> dict[str, Any]:
-                values = {k if k.startswith("eval_") else f"eval_{k}": v for k, v in source(i, step).items()}
-                return {key: values[key]} if key in values else {}
+        def related(key: str) -> bool:
+            bare = key[len("eval_"):] if key.startswith("eval_") else key
+            if monitored and bare == (monitored[len("eval_"):] if monitored.startswith("eval_") else monitored):
+                return True
+            return f'"{key}"' in named_in_options or f'"{bare}"' in named_in_options
 
-            try:
-                setup.run([factory()], out, metrics=only_monitored, save_strategy="no")
-            except Exception as exc:
-                raise AssertionError(
-                    f"evaluations carrying only {key} made it raise {type(exc).__name__}: {exc}. "
-                    "Do not require metrics you were not configured to monitor"
-                ) from None
+        def only_related(i: int, step: int) -> dict[str, Any]:
+            values = {k if k.startswith("eval_") else f"eval_{k}": v for k, v in source(i, step).items()}
+            return {k: v for k, v in values.items() if related(k)}
+
+        try:
+            setup.run([factory()], out, metrics=only_related, save_strategy="no")
+        except Exception as exc:
+            kept = sorted(only_related(0, 0))
+            raise AssertionError(
+                f"evaluations carrying only the metrics it is configured for ({', '.join(kept) or 'none'}) made it "
+                f"raise {type(exc).__name__}: {exc}. Do not require metrics you were not configured to monitor"
+            ) from None
 
 
 def check_side_effects_only_on_main_process(factory: Factory, setup: CheckSetup) -> None:
