@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -122,6 +123,38 @@ def fmt_time(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.2f} s"
+
+
+class HookTimer:
+    """Seconds spent inside wrapped methods, per label."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, label: str, obj: Any, attr: str) -> None:
+        fn = getattr(obj, attr)
+        seconds, calls = self.seconds, self.calls
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[label] += time.perf_counter() - start
+                calls[label] += 1
+
+        setattr(obj, attr, timed)
+
+    def instrument(self, label: str, callback: Any) -> None:
+        for attr in dir(type(callback)):
+            if attr.startswith("on_") and callable(getattr(callback, attr)):
+                self.wrap(label, callback, attr)
+        capture = getattr(callback, "_capture", None)  # gradviz: forward hook and end-of-backward callback
+        if capture is not None:
+            for attr in ("_after_forward", "_backward_started", "_run"):
+                if hasattr(capture, attr):
+                    self.wrap(label, capture, attr)
 
 
 # ---- results --------------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def _subprocess_arm(cmd: list[str]) -> Callable[[], float]:
 
 def run(quick: bool = False) -> BenchResult:
     started = time.perf_counter()
-    rounds = 2 if quick else 11
+    rounds = 1 if quick else 11
     listing = cli_path()
     arms = {
         "import transformers.trainer_callback": _subprocess_arm(
@@ -57,7 +57,7 @@ def run(quick: bool = False) -> BenchResult:
         "trainer-callbacks list": _subprocess_arm(listing),
         "python -c pass": _subprocess_arm([sys.executable, "-c", "pass"]),
     }
-    samples = interleave(arms, rounds, warmup=1)
+    samples = interleave(arms, rounds, warmup=0 if quick else 1)
     base = "import transformers.trainer_callback"
     listing_cmp = compare(samples, base, "trainer-callbacks list")
     start_cmp = compare(samples, base, "python -c pass")

@@ -25,12 +25,11 @@ import copy
 import logging
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import BenchResult, Goal, Table, compare, fmt_time, interleave
+from bench.common import BenchResult, Goal, HookTimer, Table, compare, fmt_time, interleave
 
 FIRST_PARTY = ("earlystop", "lr", "gradviz", "checkpoint")
 
@@ -89,38 +88,6 @@ class _Tokens:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"input_ids": self.ids[i], "labels": self.labels[i]}
-
-
-class HookTimer:
-    """Seconds spent inside wrapped methods, per label."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-
-    def wrap(self, label: str, obj: Any, attr: str) -> None:
-        fn = getattr(obj, attr)
-        seconds, calls = self.seconds, self.calls
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                seconds[label] += time.perf_counter() - start
-                calls[label] += 1
-
-        setattr(obj, attr, timed)
-
-    def instrument(self, label: str, callback: Any) -> None:
-        for attr in dir(type(callback)):
-            if attr.startswith("on_") and callable(getattr(callback, attr)):
-                self.wrap(label, callback, attr)
-        capture = getattr(callback, "_capture", None)  # gradviz: forward hook and end-of-backward callback
-        if capture is not None:
-            for attr in ("_after_forward", "_backward_started", "_run"):
-                if hasattr(capture, attr):
-                    self.wrap(label, capture, attr)
 
 
 class Bench:
