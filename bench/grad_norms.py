@@ -151,9 +151,12 @@ def gradviz_methods(model: Any) -> dict[str, Callable[[], Any]]:
         callback._on_backward_end()
         callback.on_pre_optimizer_step(args, state, control)
 
-    logged_step()  # builds the gradient kernel, as the first measured step does
-    if not state.log_history and callback.last_measured_step != 1:
-        raise RuntimeError("GradNormLogger reported nothing on a logged step")
+    callback._measure = True
+    callback._on_backward_end()  # builds the gradient kernel, as the first measured step does
+    callback.on_pre_optimizer_step(args, state, control)
+    if callback.last_measured_step != 1 or not any(k.startswith("grad_norm/") for k in state.log_history[-1]):
+        raise RuntimeError("GradNormLogger reported no grad_norm/<group> on a logged step")
+    state.log_history.clear()
     expected = torch.stack(torch._foreach_norm([p.grad for p in params])).square()
     sums = torch.zeros(len(grouping.groups)).index_add_(0, torch.tensor(grouping.group_of), expected).sqrt()
     got = kernel_only()

@@ -164,7 +164,7 @@ def run(quick: bool = False) -> BenchResult:
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
     sizes = TOY_SIZES if quick else FULL_SIZES
-    rounds = 1 if quick else 5
+    rounds = 1 if quick else 4
     loop = _loop(0.01 if quick else 0.5)
     result = BenchResult(
         name="pruning",
@@ -179,6 +179,10 @@ def run(quick: bool = False) -> BenchResult:
     base = Path(os.environ.get("BENCH_PRUNE_DIR") or tempfile.gettempdir())
     rows: list[list[str]] = []
     worst_block: dict[str, float] = {}
+    same_disk = os.stat(base).st_dev == os.stat(Path(__file__).resolve().parent).st_dev
+    result.setup["directory"] = f"a temporary directory under {base} ({'same' if same_disk else 'NOT the same'} " + (
+        "filesystem as the repository)"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-prune-", dir=base) as tmp:
         dirs = RunDirs(Path(tmp))
         _measure(dirs, MiB, 1, loop)  # warm-up: imports, first thread start, first scan (untimed)
