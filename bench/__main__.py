@@ -2,6 +2,7 @@
 
 Options: ``--only NAME [NAME ...]`` (trainer_overhead, grad_norms, discovery, pruning,
 simulator), ``--quick`` (toy sizes: checks that everything runs, figures mean nothing),
+``--threads N`` (``torch.set_num_threads(N)`` first; the report states the thread count),
 ``--output PATH`` (default docs/benchmarks.md; ``-`` prints to stdout), ``--json PATH`` (raw
 medians and ratios, machine-readable).
 """
@@ -129,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="toy sizes (the smoke test); figures mean nothing")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--json", default=None, help="also write the raw figures as JSON here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads(N) first (default: torch's own choice)"
+    )
     ns = parser.parse_args(argv)
+    if ns.threads:
+        import torch
+
+        torch.set_num_threads(ns.threads)
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     info = machine()
