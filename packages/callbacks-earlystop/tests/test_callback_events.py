@@ -100,7 +100,7 @@ def test_several_eval_datasets_missing_metric(drive: Any) -> None:
     cb = EarlyStopping({"eval_a_f1": "max"})
     d = drive(cb)
     d.evaluate(1, {"eval_b_loss": 1.0, "eval_b_runtime": 0.1})  # dataset b does not own eval_a_f1
-    with pytest.raises(ConfigurationError, match="eval_a_f1.*eval_a_loss"):
+    with pytest.raises(ConfigurationError, match=r"eval_a_f1.*eval_a_loss"):
         d.evaluate(1, {"eval_a_loss": 1.0, "eval_a_runtime": 0.1})
 
 

@@ -115,9 +115,10 @@ def test_check_training_args(training_args: Any) -> None:
     cb = EarlyStopping("eval_loss", min_steps=50)
     (problem,) = cb.check_training_args(training_args(eval_strategy="no"))
     assert "eval_strategy" in problem and "'steps'" in problem
-    (problem,) = cb.check_training_args(training_args(max_steps=20))
+    (problem,) = cb.check_training_args(training_args(max_steps=49))
     assert "min_steps" in problem
     assert cb.check_training_args(training_args(eval_strategy="epoch")) == []
+    assert cb.check_training_args(training_args(max_steps=50)) == []  # the evaluation at step 50 counts
 
 
 def test_create_and_toml(tmp_path: Any) -> None:

@@ -143,17 +143,21 @@ class EarlyStopping(PluginCallback):
         self._skipped: set[str] = set()
         self._decided = False
         self._warned: set[str] = set()
+        self._last_step: int | None = None
+        """The global step of the latest counted evaluation (kept across resume)."""
 
     def state_dict(self) -> dict[str, Any]:
-        if self._rule is not None:
-            return self._rule.state_dict()
-        return dict(self._saved or {})
+        if self._rule is None:
+            return dict(self._saved or {})
+        return {**self._rule.state_dict(), "last_step": self._last_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if self._rule is None:
             self._saved = dict(state)
-        else:
-            self._rule.load_state_dict(state)
+            return
+        self._rule.load_state_dict(state)
+        last = state.get("last_step")
+        self._last_step = None if last is None else int(last)
 
     def check_training_args(self, args: Any) -> list[str]:
         problems = []
@@ -167,9 +171,9 @@ class EarlyStopping(PluginCallback):
         if unresolved:
             problems.append(mode_problem(unresolved))
         max_steps = getattr(args, "max_steps", -1)
-        if isinstance(max_steps, int) and 0 < max_steps <= self._config.min_steps:
+        if isinstance(max_steps, int) and 0 < max_steps < self._config.min_steps:
             problems.append(
-                f"min_steps={self._config.min_steps} >= max_steps={max_steps}: every evaluation would be ignored; "
+                f"min_steps={self._config.min_steps} > max_steps={max_steps}: every evaluation would be ignored; "
                 "lower min_steps"
             )
         return problems
@@ -177,9 +181,9 @@ class EarlyStopping(PluginCallback):
     def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         restored = self.state_dict()
         self._rule = self._config.resolve(args)
-        if restored:
-            self._rule.load_state_dict(restored)
         self._saved = None
+        if restored:
+            self.load_state_dict(restored)
         self._training = True
 
     # ---- the public view ------------------------------------------------------------------
@@ -212,9 +216,13 @@ class EarlyStopping(PluginCallback):
         self, args: Any, state: Any, control: Any, metrics: Mapping[str, float] | None = None, **kwargs: Any
     ) -> None:
         # Only evaluations inside train() count; trainer.evaluate() before/after training does not.
+        # One decision per global step: a second evaluation at a step already decided (an empty epoch,
+        # eval_on_start after resuming at that step) is not counted.
         if not self._training or self._rule is None or not metrics:
             return
         step = int(state.global_step)
+        if self._last_step is not None and step <= self._last_step and step != self._step:
+            return  # this step was already decided before a resume (eval_on_start repeats it)
         if step != self._step:
             self._finish_pending(args, state, control, during="the next evaluation")
             self._step, self._seen, self._keys, self._skipped, self._decided = step, {}, [], set(), False
@@ -278,6 +286,7 @@ class EarlyStopping(PluginCallback):
         self._decided = True
         step = self._step if step is None else step
         assert step is not None
+        self._last_step = step
         reason = self._rule.update(step, self._seen)
         if step < self._config.min_steps:
             return
