@@ -246,7 +246,7 @@ class CheckpointPruner(PluginCallback):
             self._report(args, state, self._deleter.finished())
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.wait()
+        self._deleter.close()
         if args.should_save:
             self._report(args, state, self._deleter.finished())
         super().on_train_end(args, state, control, **kwargs)

@@ -171,6 +171,13 @@ class Deleter:
         for future in pending:
             future.exception()  # waits; _run never raises
 
+    def close(self) -> None:
+        """Wait for every removal, then stop the background thread (a later :meth:`submit` starts a new one)."""
+        self.wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
     def pending(self) -> int:
         """How many batches are still running or queued."""
         with self._lock:

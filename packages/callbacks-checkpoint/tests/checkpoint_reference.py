@@ -1,0 +1,63 @@
+"""An independent model of the retention policy, written from the issue's rules (not from policy.py).
+
+Counting instead of sorting for top-k, brute force for the Pareto front and milestones.
+Shared by the policy property test and the stateful test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from trainer_callbacks.checkpoint.policy import CheckpointInfo, RetentionPolicy
+
+
+def finite(metrics: dict[str, Any], name: str) -> float | None:
+    v = metrics.get(name)
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def reference_kept(
+    ckpts: list[CheckpointInfo], policy: RetentionPolicy, resume_step: int | None, keep: Any = None
+) -> set[int]:
+    """The issue's rules written out independently: counting instead of sorting, brute-force Pareto."""
+    steps = sorted(c.step for c in ckpts)
+    by = {c.step: c for c in ckpts}
+    kept: set[int] = set()
+    # newest keep_last by step: a step is kept if fewer than keep_last steps are larger
+    kept |= {s for s in steps if sum(t > s for t in steps) < policy.keep_last}
+    complete = [s for s in steps if by[s].complete]
+    if complete:
+        kept.add(max(complete))
+    for name, mode in policy.monitor.items():
+        have = {s: v for s in steps if (v := finite(dict(by[s].metrics), name)) is not None}
+        for s, v in have.items():
+            better = [t for t, w in have.items() if t != s and (w > v if mode == "max" else w < v)]
+            tied_newer = [t for t, w in have.items() if t > s and w == v]
+            if len(better) + len(tied_newer) < policy.keep_best:
+                kept.add(s)
+    if policy.keep_pareto and len(policy.monitor) > 1:
+        sign = {n: (1 if m == "max" else -1) for n, m in policy.monitor.items()}
+        pts = {}
+        for s in steps:
+            vals = [finite(dict(by[s].metrics), n) for n in policy.monitor]
+            if None not in vals:
+                pts[s] = [sign[n] * v for n, v in zip(policy.monitor, vals)]  # type: ignore[operator]
+        for s, p in pts.items():
+            dominated = any(
+                all(a >= b for a, b in zip(q, p)) and any(a > b for a, b in zip(q, p)) for t, q in pts.items() if t != s
+            )
+            if not dominated:
+                kept.add(s)
+    if policy.keep_every_n_steps:
+        n = policy.keep_every_n_steps
+        for s in steps:
+            # the first checkpoint at or after a multiple k*n (k >= 1) before the next multiple
+            if s >= n and not any(t < s and t // n == s // n for t in steps):
+                kept.add(s)
+    kept |= {c.step for c in ckpts if c.is_best_model_checkpoint}
+    if resume_step in by and not any(s > resume_step for s in complete):
+        kept.add(resume_step)  # type: ignore[arg-type]
+    if keep is not None:
+        kept |= {s for s in steps if s not in kept and keep(by[s])}
+    return kept
