@@ -7,6 +7,7 @@ Shared by the policy property test and the stateful test.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from trainer_callbacks.checkpoint.policy import CheckpointInfo, RetentionPolicy
@@ -61,3 +62,44 @@ def reference_kept(
     if keep is not None:
         kept |= {s for s in steps if s not in kept and keep(by[s])}
     return kept
+
+
+def keep_sevens(info: CheckpointInfo) -> bool:
+    """A module-level ``keep`` callable (importable as ``checkpoint_reference:keep_sevens``)."""
+    return info.step % 7 == 0
+
+
+def replay(
+    evals: dict[int, dict[str, float]],
+    save_steps: list[int],
+    policy: RetentionPolicy,
+    best_metric: str,
+    greater_is_better: bool,
+    run_dir: str,
+) -> set[int]:
+    """What remains after a run that saves at ``save_steps``, pruning after each save with the reference policy.
+
+    The Trainer's ``best_model_checkpoint`` is replayed too: it moves on a strict improvement of
+    ``best_metric`` (the first of equal values stays best), as in ``Trainer._determine_best_metric``.
+    """
+    on_disk: set[int] = set()
+    best_value: float | None = None
+    best_step: int | None = None
+    for step in save_steps:
+        value = evals.get(step, {}).get(best_metric)
+        if value is not None and (
+            best_value is None or (value > best_value if greater_is_better else value < best_value)
+        ):
+            best_value, best_step = value, step
+        on_disk.add(step)
+        infos = [
+            CheckpointInfo(
+                path=Path(run_dir) / f"checkpoint-{s}",
+                step=s,
+                metrics=evals.get(s, {}),
+                is_best_model_checkpoint=s == best_step,
+            )
+            for s in sorted(on_disk)
+        ]
+        on_disk = reference_kept(infos, policy, None)
+    return on_disk
