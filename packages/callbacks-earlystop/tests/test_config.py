@@ -146,5 +146,9 @@ def test_state_is_json_and_the_object_copies(drive: Any) -> None:
     # the saved args rebuild an equal callback (ExportableState.from_state)
     clone = EarlyStopping.from_state(saved)
     assert clone.state() == saved and clone.waits == cb.waits and clone._rule.shared_wait == 1
+    # trainer_state.json is written with sorted keys: the metric order must survive it
+    ordered = EarlyStopping({"eval_loss": "min", "eval_accuracy": "max"})
+    sorted_json = json.loads(json.dumps(ordered.state(), sort_keys=True))
+    assert EarlyStopping.from_state(sorted_json).monitored == ["eval_loss", "eval_accuracy"]
     for other in (copy.deepcopy(cb), pickle.loads(pickle.dumps(cb))):
         assert other.state() == saved

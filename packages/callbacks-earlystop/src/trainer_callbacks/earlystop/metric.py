@@ -207,11 +207,18 @@ def _parse_monitor(monitor: Any) -> list[_Entry]:
 
 
 def monitor_to_json(monitor: Any) -> Any:
-    """``monitor`` in the JSON form the constructor also accepts (Metric objects become tables)."""
+    """``monitor`` in the JSON form the constructor also accepts.
+
+    A name stays a string; anything else becomes a LIST of tables, because the order of the
+    metrics is part of the configuration (it orders ``stop_reason.metrics`` and the logs) and
+    ``trainer_state.json`` is written with sorted keys, which would reorder a mapping.
+    """
+    if isinstance(monitor, str):
+        return monitor
     if isinstance(monitor, Metric):
         return [monitor.to_dict()]
-    if isinstance(monitor, (str, Mapping)):
-        return monitor if isinstance(monitor, str) else dict(monitor)
+    if isinstance(monitor, Mapping):
+        return [{"name": name, "mode": mode} for name, mode in monitor.items()]
     if isinstance(monitor, Sequence):
         return [item.to_dict() if isinstance(item, Metric) else item for item in monitor]
     return monitor
