@@ -46,19 +46,21 @@ def training_args_warnings(args: Any, pruners: Sequence[Any]) -> list[str]:
         )
     if str(getattr(args, "save_strategy", "steps")) in ("no", "SaveStrategy.NO"):
         notes.append("save_strategy='no': no checkpoint is saved, so CheckpointPruner has nothing to prune.")
-    for cb in pruners:
-        if cb.monitor is None and cb.keep_best > 0 and not getattr(args, "metric_for_best_model", None):
-            notes.append(
-                "CheckpointPruner(monitor=None) ranks by metric_for_best_model, which is not set: keep_best has no "
-                "effect; set metric_for_best_model or monitor."
-            )
     return notes
 
 
 @hookimpl
 def validate_training_args(args: Any, callbacks: Sequence[Any]) -> list[str]:
-    for note in dict.fromkeys(training_args_warnings(args, _pruners(callbacks))):
+    pruners = _pruners(callbacks)
+    for note in dict.fromkeys(training_args_warnings(args, pruners)):
         logger.warning(note)
+    if any(cb.monitor is None and cb.keep_best > 0 for cb in pruners) and not getattr(
+        args, "metric_for_best_model", None
+    ):
+        logger.info(
+            "CheckpointPruner(monitor=None) ranks by metric_for_best_model, which is not set: keep_best has no "
+            "effect (recency, milestones and keep still apply)."
+        )
     return []
 
 
