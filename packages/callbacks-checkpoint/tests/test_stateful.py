@@ -31,7 +31,7 @@ import pytest
 from checkpoint_reference import reference_kept
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from transformers import TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -107,7 +107,6 @@ class PruningMachine(RuleBasedStateMachine):
         self.cb: CheckpointPruner | None = None
         self.state: TrainerState | None = None
         self.resume_step: int | None = None
-        self.crashed = False
         self.saved_steps: set[int] = set()
 
     # ---- the run ----------------------------------------------------------------------------------
@@ -147,7 +146,6 @@ class PruningMachine(RuleBasedStateMachine):
             self.resume_step = self.state.global_step
         self.cb.on_train_begin(self.args, self.state, TrainerControl())
         self.cb._deleter.wait()
-        self.crashed = False
         assert not [p for p in os.listdir(self.run) if TRASH_NAME.match(p)], "crash leftovers not cleaned at start"
         if resume is not None:
             assert os.path.isdir(resume)
@@ -214,7 +212,6 @@ class PruningMachine(RuleBasedStateMachine):
         kept = reference_kept(infos, policy, self.resume_step, self.options["keep"])
         return kept | {s for s in self.on_disk() if s > step}
 
-    @precondition(lambda self: not self.crashed)
     @rule(n=st.integers(1, 3), loss=metric, acc=metric)
     def train_and_save(self, n: int, loss: float | None, acc: float | None) -> None:
         assert self.state is not None and self.cb is not None
@@ -233,10 +230,9 @@ class PruningMachine(RuleBasedStateMachine):
             assert os.path.isdir(best_before)
         self.resume_step = None  # a newer complete checkpoint exists now
 
-    @precondition(lambda self: not self.crashed)
     @rule(n=st.integers(1, 3), loss=metric, claims_before_crash=st.integers(0, 3), mid_rmtree=st.booleans())
     def crash_mid_prune(self, n: int, loss: float | None, claims_before_crash: int, mid_rmtree: bool) -> None:
-        """Save, then die while pruning: after some renames, or after all renames while removing."""
+        """Save, then die while pruning (after some renames, or after all renames while removing), then restart."""
         assert self.state is not None and self.cb is not None
         self.state.global_step += n
         self.write_checkpoint(loss, None)
@@ -264,24 +260,22 @@ class PruningMachine(RuleBasedStateMachine):
             with contextlib.suppress(SimulatedCrash):
                 self.cb.on_save(self.args, self.state, TrainerControl())
         self.cb = None
-        self.crashed = True
-
-    @precondition(lambda self: self.crashed)
-    @rule()
-    def restart_after_crash(self) -> None:
-        """``trainer.train(resume_from_checkpoint=True)``: the newest checkpoint by name."""
+        # the process is dead: what a person (or a job scheduler) finds on disk now
+        self.check_loadable()
+        self.nothing_else_touched()
+        self.every_visible_checkpoint_is_complete()
+        # restart: trainer.train(resume_from_checkpoint=True) takes the newest checkpoint by name
         last = get_last_checkpoint(str(self.run))
         assert last is not None
         self.begin(last)
 
-    @precondition(lambda self: not self.crashed and self.state is not None and self.state.global_step > 0)
     @rule(pick=st.integers(0, 10))
     def resume_from_an_earlier_checkpoint(self, pick: int) -> None:
         """Stop, and resume from any remaining checkpoint (later ones become higher-step leftovers)."""
         assert self.cb is not None and self.state is not None
         self.cb.on_train_end(self.args, self.state, TrainerControl())
         steps = sorted(self.on_disk())
-        self.begin(str(self.run / CHECKPOINT.format(steps[pick % len(steps)])))
+        self.begin(str(self.run / CHECKPOINT.format(steps[pick % len(steps)])) if steps else None)
 
     # ---- invariants ---------------------------------------------------------------------------------------
     @invariant()
