@@ -183,3 +183,13 @@ def test_plugin_reads_its_logs_back(tmp_path: Path) -> None:
     assert "3 prune(s), 3 checkpoint(s) deleted, 4.0 MB freed; 3 kept" in lines[0]
     assert "checkpoint-6" in lines[1]
     assert checkpoint_plugin.summarize_run([{"loss": 1.0, "step": 1}], tmp_path) == []
+
+
+def test_created_by_name_from_a_config() -> None:
+    from trainer_callbacks.core import create_all
+
+    (cb,) = create_all(
+        {"checkpoint": {"keep_last": 3, "monitor": {"eval_loss": "min"}, "keep": "checkpoint_reference:keep_sevens"}}
+    )
+    assert isinstance(cb, CheckpointPruner)
+    assert cb.keep_last == 3 and cb.monitor == {"eval_loss": "min"} and cb.keep is checkpoint_reference.keep_sevens

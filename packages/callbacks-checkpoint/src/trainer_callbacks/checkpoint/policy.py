@@ -116,9 +116,10 @@ def pareto_front(candidates: Sequence[CheckpointInfo], monitor: Mapping[str, Mod
     points: list[tuple[int, tuple[float, ...]]] = []
     for c in candidates:
         values = [metric_value(c.metrics, n) for n in names]
-        if all(v is not None for v in values):
+        present = [v for v in values if v is not None]
+        if len(present) == len(names):
             # Orient every metric so that larger is better.
-            points.append((c.step, tuple(v if monitor[n] == "max" else -v for n, v in zip(names, values))))  # type: ignore[operator]
+            points.append((c.step, tuple(v if monitor[n] == "max" else -v for n, v in zip(names, present))))
 
     def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
         return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
