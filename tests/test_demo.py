@@ -1,0 +1,306 @@
+"""``trainer-callbacks demo``: every claim of its summary, checked against what the run left behind.
+
+One ``--quick`` run (all installed plugins, TensorBoard and MLflow) in a subprocess; each test
+reads one part of the summary and checks it against an independent source: ``trainer_state.json``
+(the Trainer's own ``eval_loss``/``learning_rate`` entries), the checkpoint folders on disk, the
+TensorBoard event files (``EventAccumulator``) and the MLflow store (``MlflowClient``). Where a
+plugin's decision can be recomputed from the Trainer's own numbers, it is: the LR reductions
+against ``torch.optim.lr_scheduler.ReduceLROnPlateau`` fed the same ``eval_loss`` sequence, the
+kept checkpoints against the keep-last-2 + keep-best-1 rule, the early stop against the patience.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+class DemoRun:
+    def __init__(self, out: Path, stdout: str):
+        self.out = out
+        self.stdout = stdout
+        block = stdout.split("=" * 30 + " summary " + "=" * 30, 1)[1]
+        self.summary = block.split("\n(demo took", 1)[0].strip()
+        self.state: dict[str, Any] = json.loads((out / "trainer_state.json").read_text())
+        self.history: list[dict[str, Any]] = self.state["log_history"]
+        self.lines = self.summary.splitlines()
+
+    def line(self, pattern: str) -> re.Match[str]:
+        for line in self.lines:
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"no summary line matches {pattern!r}:\n{self.summary}")
+
+    def all_lines(self, pattern: str) -> list[re.Match[str]]:
+        return [m for m in (re.search(pattern, line) for line in self.lines) if m]
+
+    def evals(self) -> list[dict[str, Any]]:
+        return [e for e in self.history if "eval_loss" in e]
+
+    def plugin_scalar_keys(self) -> set[str]:
+        """``<namespace>/<name>`` keys with numeric values (text entries such as a stop reason are not scalars)."""
+        return {k for e in self.history for k, v in e.items() if "/" in k and isinstance(v, (int, float))}
+
+    def scalars(self, key: str) -> list[tuple[int, float]]:
+        return [(int(e["step"]), float(e[key])) for e in self.history if key in e]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, run_cli: Any) -> DemoRun:
+    work = tmp_path_factory.mktemp("demo")
+    out = work / "demo-output"
+    result = run_cli(["demo", "--quick", "--output-dir", str(out)], cwd=work)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert not (work / "mlflow.db").exists(), "MLflow wrote a store outside the output folder"
+    return DemoRun(out, result.stdout)
+
+
+def test_how_far_and_why_training_stopped(demo: DemoRun, require_plugins: Any) -> None:
+    ran = demo.line(r"Trained (\d+) of (\d+) steps")
+    assert int(ran[1]) == demo.state["global_step"]
+    assert int(ran[2]) == demo.state["max_steps"]
+    steps_trained = max(e["step"] for e in demo.history if "loss" in e)
+    assert steps_trained == demo.state["global_step"]
+    require_plugins("earlystop")
+    stop = demo.line(r"stopped early at step (\d+) by (\S+)\.")
+    assert int(stop[1]) == demo.state["global_step"] < demo.state["max_steps"]
+    assert stop[2] == "early_stopping"
+    assert demo.scalars("early_stopping/stopped")[-1] == (demo.state["global_step"], 1.0)
+
+
+def test_early_stopping_claims_match_the_eval_history(demo: DemoRun, require_plugins: Any) -> None:
+    require_plugins("earlystop")
+    patience = 6  # the demo's earlystop options: eval_loss (min) and eval_accuracy (max), combine "all"
+    line = demo.line(r"stopped at step (\d+)")
+    assert int(line[1]) == demo.state["global_step"]
+    evals = demo.evals()
+    for name, pick in (("eval_loss", min), ("eval_accuracy", max)):
+        claim = demo.line(rf"best {name} ([\d.e+-]+) at step (\d+)")
+        best = pick(e[name] for e in evals)
+        first_best_step = next(e["step"] for e in evals if e[name] == best)
+        assert float(claim[1]) == pytest.approx(best, rel=1e-3)
+        assert int(claim[2]) == first_best_step
+        # stalled: at least `patience` evaluations since the best (ties do not count as improvement)
+        assert sum(e["step"] > first_best_step for e in evals) >= patience
+    # and not stopped later than needed: one evaluation earlier, one of the metrics had not stalled yet
+    before = [e for e in evals if e["step"] < demo.state["global_step"]]
+    waits = []
+    for name, better in (("eval_loss", float.__lt__), ("eval_accuracy", float.__gt__)):
+        best, wait = None, 0
+        for e in before:
+            if best is None or better(float(e[name]), best):
+                best, wait = float(e[name]), 0
+            else:
+                wait += 1
+        waits.append(wait)
+    assert min(waits) < patience
+
+
+def test_lr_reductions_match_torch_reduce_lr_on_plateau_and_the_logged_lr(demo: DemoRun, require_plugins: Any) -> None:
+    require_plugins("lr")
+    import torch
+
+    claims = demo.all_lines(r"LR reduced x([\d.]+) at step (\d+).*?: ([\d.e+-]+) -> ([\d.e+-]+)")
+    assert claims, demo.summary
+    # Reference: torch's ReduceLROnPlateau with the demo's options, fed the Trainer's eval_loss sequence.
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=2e-3)  # the --quick peak learning rate
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+    expected = []
+    for e in demo.evals():
+        before = optimizer.param_groups[0]["lr"]
+        scheduler.step(e["eval_loss"])
+        if optimizer.param_groups[0]["lr"] < before:
+            expected.append((e["step"], before, optimizer.param_groups[0]["lr"]))
+    got = [(int(m[2]), float(m[3]), float(m[4])) for m in claims]
+    assert [s for s, _, _ in got] == [s for s, _, _ in expected]
+    for (_, old, new), (_, ref_old, ref_new) in zip(got, expected):
+        assert (old, new) == (pytest.approx(ref_old, rel=1e-2), pytest.approx(ref_new, rel=1e-2))
+    # The Trainer's own learning_rate log shows each new LR at the next logged step (constant schedule).
+    logged = demo.scalars("learning_rate")
+    for step, _, new in got:
+        after = [lr for s, lr in logged if s > step]
+        if after:
+            assert after[0] == pytest.approx(new, rel=1e-6)
+    assert demo.scalars("lr_plateau/reductions")[-1][1] == len(got)
+
+
+def _size(text: str) -> float:
+    number, unit = text.split()
+    return float(number) * UNITS[unit]
+
+
+def test_checkpoint_claims_match_the_folder(demo: DemoRun, require_plugins: Any) -> None:
+    require_plugins("checkpoint")
+    on_disk = sorted((p.name for p in demo.out.glob("checkpoint-*") if p.is_dir()), key=lambda n: int(n.split("-")[1]))
+    claimed = demo.line(r"on disk now: (.+)$")[1].split(", ")
+    assert claimed == on_disk
+    save_steps = demo.state["save_steps"]
+    saved = list(range(save_steps, demo.state["global_step"] + 1, save_steps))
+    # keep_last=2 and keep_best=1 (best by eval_loss, the Trainer's metric_for_best_model)
+    evals = {e["step"]: e["eval_loss"] for e in demo.evals()}
+    best_step = min(saved, key=lambda s: (evals[s], s))
+    assert on_disk == [f"checkpoint-{s}" for s in sorted({*saved[-2:], best_step})]
+    assert Path(demo.state["best_model_checkpoint"]).name in on_disk
+    counts = demo.line(r"(\d+) checkpoint\(s\) deleted, ([\d.]+ [KMG]?i?B) freed")
+    assert int(counts[1]) == len(saved) - len(on_disk)
+    assert sum(v for _, v in demo.scalars("checkpoint/deleted")) == len(saved) - len(on_disk)
+    one = sum(f.stat().st_size for f in (demo.out / on_disk[0]).rglob("*") if f.is_file())
+    assert _size(counts[2]) == pytest.approx(int(counts[1]) * one, rel=0.05)
+
+
+def test_gradient_norm_claims_match_the_logged_norms(demo: DemoRun, require_plugins: Any) -> None:
+    require_plugins("gradviz")
+    groups: dict[str, list[float]] = {}
+    for e in demo.history:
+        for key, value in e.items():
+            if key.startswith("grad_norm/"):
+                groups.setdefault(key.split("/", 1)[1], []).append(float(value))
+    assert len(groups) >= 3
+    medians = {g: statistics.median(v) for g, v in groups.items()}
+    largest = demo.line(r"largest .*?: ([\w.\-]+) \(([\d.e+-]+)\)")
+    smallest = demo.line(r"smallest .*?: ([\w.\-]+) \(([\d.e+-]+)\)")
+    assert largest[1] == max(medians, key=medians.__getitem__)
+    assert smallest[1] == min(medians, key=medians.__getitem__)
+    assert float(largest[2]) == pytest.approx(medians[largest[1]], rel=5e-3)
+    assert float(smallest[2]) == pytest.approx(medians[smallest[1]], rel=5e-3)
+
+
+def test_tensorboard_holds_the_trainer_and_plugin_scalars(demo: DemoRun) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    command = demo.line(r"tensorboard --logdir (\S+)")
+    logdir = Path(command[1])
+    assert logdir == demo.out / "runs"
+    run_dirs = {p.parent for p in logdir.rglob("events.out.tfevents.*")}
+    assert len(run_dirs) == 1
+    acc = EventAccumulator(str(run_dirs.pop()), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    eval_steps = [e["step"] for e in demo.evals()]
+    assert [ev.step for ev in acc.Scalars("eval/loss")] == eval_steps
+    plugin_keys = demo.plugin_scalar_keys()
+    assert plugin_keys, "no plugin scalars in log_history"
+    assert plugin_keys <= tags, sorted(plugin_keys - tags)
+    for key in plugin_keys:
+        assert [(ev.step, pytest.approx(ev.value, rel=1e-5)) for ev in acc.Scalars(key)] == demo.scalars(key)
+
+
+def test_mlflow_store_holds_the_trainer_and_plugin_metrics(demo: DemoRun) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from trainer_callbacks.core.reporting import mlflow_key
+
+    command = demo.line(r"mlflow ui --backend-store-uri (\S+)")
+    uri = command[1]
+    assert uri == (demo.out / "mlruns").as_uri()
+    import os
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("trainer-callbacks-demo")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run_id = runs[0].info.run_id
+    assert [m.step for m in client.get_metric_history(run_id, "eval_loss")] == [e["step"] for e in demo.evals()]
+    plugin_keys = demo.plugin_scalar_keys()
+    for key in sorted(plugin_keys):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, mlflow_key(key)))
+        assert history == sorted((s, pytest.approx(v, rel=1e-6)) for s, v in demo.scalars(key)), key
+
+
+def test_outputs_and_plots_exist(demo: DemoRun) -> None:
+    plots = demo.line(r"plots:\s+(.+)$")[1].split(", ")
+    assert any(Path(p).name == "curves.png" for p in plots)
+    for path in map(Path, plots):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (demo.out / "summary.txt").read_text().strip() == demo.summary
+    assert (demo.out / "model.safetensors").is_file() and (demo.out / "tokenizer.json").is_file()
+    assert len(demo.lines) <= 25, "the summary must stay readable in ten seconds"
+
+
+def test_demo_trains_with_no_plugin_installed(tmp_path: Path, run_cli: Any, clean_env: Any) -> None:
+    out = tmp_path / "out"
+    env = clean_env(TRAINER_CALLBACKS_DISABLE_AUTOLOAD="1")
+    result = run_cli(["demo", "--quick", "--max-steps", "6", "--output-dir", str(out)], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "callbacks (none installed)" in result.stdout
+    assert "Trained 6 of 6 steps" in result.stdout and "ran to max_steps" in result.stdout
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
+    assert not any(line.startswith("- ") for line in result.stdout.splitlines())  # no plugin lines
+
+
+def test_demo_with_config_file_and_local_model(tmp_path: Path, run_cli: Any, require_plugins: Any) -> None:
+    """``--config`` replaces the default selection; ``--model`` loads a local folder with its tokenizer."""
+    require_plugins("earlystop")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from trainer_callbacks.core.demo_data import build_tokenizer, vocabulary
+
+    model_dir = tmp_path / "tiny-bert"
+    config = BertConfig(
+        vocab_size=len(vocabulary()),
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=64,
+    )
+    BertForSequenceClassification(config).save_pretrained(model_dir)
+    build_tokenizer().save_pretrained(model_dir)
+    (tmp_path / "callbacks.toml").write_text('[earlystop]\nmonitor = "eval_loss"\npatience = 1\n')
+    out = tmp_path / "out"
+    result = run_cli(
+        [
+            "demo",
+            "--quick",
+            "--max-steps",
+            "60",
+            "--config",
+            "callbacks.toml",
+            "--model",
+            str(model_dir),
+            "--output-dir",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "callbacks earlystop {'monitor': 'eval_loss', 'patience': 1}" in result.stdout
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["hidden_size"] == 24
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert not any("lr_plateau/scale" in e or "checkpoint/kept" in e for e in state["log_history"])
+    losses = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e]
+    # patience 1: stop at the first evaluation that does not improve on the best so far
+    first_stall = next((i for i in range(1, len(losses)) if losses[i] >= min(losses[:i])), None)
+    if first_stall is not None:
+        assert len(losses) == first_stall + 1
+
+
+def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    from trainer_callbacks.core.demo import MARKER, prepare_output_dir
+    from trainer_callbacks.core.errors import ConfigurationError
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigurationError, match="not empty and was not written by the demo"):
+        prepare_output_dir(foreign)
+    assert (foreign / "precious.txt").read_text() == "keep me"
+    previous = tmp_path / "previous"
+    prepare_output_dir(previous)
+    (previous / "checkpoint-5").mkdir()
+    prepare_output_dir(previous)
+    assert sorted(p.name for p in previous.iterdir()) == [MARKER]
