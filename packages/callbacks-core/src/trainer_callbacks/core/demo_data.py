@@ -117,12 +117,19 @@ def generate(config: TaskConfig = TaskConfig()) -> tuple[list[tuple[str, int]], 
     return split(config.train_size), split(config.eval_size)
 
 
-def build_tokenizer(config: TaskConfig = TaskConfig(), model_max_length: int = 64) -> Any:
-    """A BERT-style ``PreTrainedTokenizerFast`` (``[CLS] text [SEP]``) for the task's words."""
+def build_tokenizer(
+    config: TaskConfig = TaskConfig(), model_max_length: int = 64, words: Sequence[str] | None = None
+) -> Any:
+    """A BERT-style ``PreTrainedTokenizerFast`` (``[CLS] text [SEP]``) for the task's words.
+
+    ``words``: another word list (e.g. every whitespace-separated word of a CSV file); the
+    special tokens come first either way, and unknown words map to ``[UNK]``.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate(vocabulary(config))}
+    tokens = vocabulary(config) if words is None else [*SPECIAL_TOKENS, *dict.fromkeys(words)]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.post_processor = processors.TemplateProcessing(
