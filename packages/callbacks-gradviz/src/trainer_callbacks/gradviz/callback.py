@@ -155,7 +155,7 @@ class GradNormLogger(PluginCallback):
         self._measure = False
         self._grad_partial: torch.Tensor | None = None
         self._param_partial: torch.Tensor | None = None
-        self._before: list[torch.Tensor] | None = None
+        self._before: tuple[torch.Tensor, ...] | None = None
         self._no_grads = False
         self._pending_nonfinite: dict[str, float] = {}
         self._warned: set[str] = set()
@@ -211,7 +211,7 @@ class GradNormLogger(PluginCallback):
 
     # ---- events ----------------------------------------------------------------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        model = kwargs.get("model")
+        model: torch.nn.Module | None = kwargs.get("model")
         if model is None or self._no_grads:
             return
         if self._model is not model:
@@ -235,9 +235,11 @@ class GradNormLogger(PluginCallback):
             self._no_grads = True
             return
         if self._grad_kernel is None:
+            grouping = self.grouping
+            assert grouping is not None  # set by _bind, which runs before the capture is first armed
             self._grad_kernel = GroupNormKernel.for_tensors(
-                [g if g is not None else local_tensor(p) for g, p in zip(grads, self._params)],  # type: ignore[misc]
-                self.grouping.group_of, len(self.grouping.groups), self.norm_type,  # type: ignore[union-attr]
+                [g if g is not None else local_tensor(p) for g, p in zip(grads, self._params)],
+                grouping.group_of, len(grouping.groups), self.norm_type,
             )
         partial = self._grad_kernel.partial(grads)
         if self._scaler is not None:  # fp16 loss scaling: grads are still multiplied by the scale
@@ -277,8 +279,9 @@ class GradNormLogger(PluginCallback):
         tensors = [partial]
         if self.log_param_norm or self.log_update_ratio:
             pkernel = self._param_kernel
+            assert pkernel is not None  # set by _bind; a captured partial implies a bound model
             locals_ = [local_tensor(p.detach()) for p in self._params]
-            self._param_partial = self._reduce(pkernel.partial(locals_), pkernel)  # type: ignore[union-attr]
+            self._param_partial = self._reduce(pkernel.partial(locals_), pkernel)
             tensors.append(self._param_partial)
             if self.log_update_ratio:
                 if self.on_nonfinite == "raise" and not bool(torch.isfinite(partial).all()):
@@ -292,12 +295,14 @@ class GradNormLogger(PluginCallback):
             return
         before, self._before = self._before, None
         after = [local_tensor(p.detach()) for p in self._params]
-        torch._foreach_sub_(before, after)  # type: ignore[arg-type]
+        torch._foreach_sub_(before, after)
         pkernel = self._param_kernel
-        update = self._reduce(pkernel.partial(before), pkernel)  # type: ignore[union-attr]
+        # on_pre_optimizer_step set all three (kernel, grad and param partials) when it kept ``before``
+        assert pkernel is not None and self._grad_partial is not None and self._param_partial is not None
+        update = self._reduce(pkernel.partial(before), pkernel)
         del before
         tensors = [self._grad_partial, self._param_partial, update]
-        self._finish(args, state, state.global_step + 1, torch.cat(tensors).tolist())  # type: ignore[arg-type]
+        self._finish(args, state, state.global_step + 1, torch.cat(tensors).tolist())
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, float] | None = None,
                **kwargs: Any) -> None:

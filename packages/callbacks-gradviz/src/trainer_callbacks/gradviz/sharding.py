@@ -13,11 +13,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import torch
 
 
+@overload
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor: ...
+@overload
+def local_tensor(tensor: None) -> None: ...
+@overload
+def local_tensor(tensor: torch.Tensor | None) -> torch.Tensor | None: ...
 def local_tensor(tensor: torch.Tensor | None) -> torch.Tensor | None:
     """The local shard of a DTensor (without a copy), or the tensor itself."""
     if tensor is None:
@@ -26,7 +33,7 @@ def local_tensor(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return local if local is not None else tensor
 
 
-def shard_groups(tensors: list[torch.Tensor]) -> list[Any]:
+def shard_groups(tensors: Sequence[torch.Tensor]) -> list[Any]:
     """The process groups the partials must be summed over (empty when nothing is sharded).
 
     All DTensors are expected to share one mesh and placement pattern (FSDP2 does); other

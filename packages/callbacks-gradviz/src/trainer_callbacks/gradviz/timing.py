@@ -45,10 +45,14 @@ def will_log(
     strategy = str(getattr(getattr(args, "logging_strategy", "steps"), "value", getattr(args, "logging_strategy", "")))
     if strategy == "steps":
         every = getattr(state, "logging_steps", None) or getattr(args, "logging_steps", None)
-        return bool(every) and step % int(every) == 0
+        if not every:
+            return False
+        return step % int(every) == 0
     if strategy == "epoch":
         max_steps = int(getattr(state, "max_steps", 0) or 0)
         if max_steps and step >= max_steps:
             return True
-        return bool(updates_per_epoch) and step % int(updates_per_epoch) == 0  # type: ignore[operator]
+        if not updates_per_epoch:
+            return False
+        return step % updates_per_epoch == 0
     return False

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers.trainer_callback import (
@@ -57,6 +57,24 @@ from trainer_callbacks.core.testing.tiny_model import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _exportable(objects: Iterable[Any]) -> list[TrainerCallback]:
+    """The ``ExportableState`` objects among ``objects``, as the Trainer passes them to ``TrainerState``.
+
+    transformers annotates ``TrainerState(stateful_callbacks=...)`` as ``list[TrainerCallback]``, but
+    the Trainer passes every ``ExportableState``, ``TrainerControl`` included (not a ``TrainerCallback``).
+    """
+    return cast("list[TrainerCallback]", [cb for cb in objects if isinstance(cb, ExportableState)])
+
+
+def _saved_callback_states(state: TrainerState) -> dict[str, Any]:
+    """``state.stateful_callbacks``: the exported states keyed by class name (a list for duplicates).
+
+    transformers annotates the field ``list[TrainerCallback] | None``, but ``TrainerState.__post_init__``
+    always replaces it with this dict (``{}`` for ``None``), and a loaded ``trainer_state.json`` holds the dict.
+    """
+    return cast("dict[str, Any]", state.stateful_callbacks)
 
 LossFn = Callable[[torch.nn.Module, int], torch.Tensor]
 
@@ -195,7 +213,7 @@ class Simulation:
         self.state = TrainerState(
             is_local_process_zero=self.args.local_process_index == 0,
             is_world_process_zero=self.args.process_index == 0,
-            stateful_callbacks=[cb for cb in [*self.callbacks, self.control] if isinstance(cb, ExportableState)],
+            stateful_callbacks=_exportable([*self.callbacks, self.control]),
         )
         self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
 
@@ -272,7 +290,7 @@ class Simulation:
     def _init_training_state(self, plan: TrainingPlan, saved: SavedCheckpoint | None) -> tuple[int, int]:
         args = self.args
         self.state = TrainerState(
-            stateful_callbacks=[cb for cb in [*self.callbacks, self.control] if isinstance(cb, ExportableState)]
+            stateful_callbacks=_exportable([*self.callbacks, self.control])
         )
         self.state.is_hyper_param_search = False
         self.state.train_batch_size = args.train_batch_size
@@ -304,7 +322,7 @@ class Simulation:
         not_found = []
         new_callbacks = []
         original_callbacks = [*self.callback_handler.callbacks, self.control]
-        for stored_callback, data in self.state.stateful_callbacks.items():
+        for stored_callback, data in _saved_callback_states(self.state).items():
             if not isinstance(data, list):
                 data = [data]
             if any(callback.__class__.__name__ == stored_callback for callback in original_callbacks):
@@ -345,8 +363,9 @@ class Simulation:
         handler = self.callback_handler
         handler.model, handler.optimizer, handler.lr_scheduler = self.model, self.optimizer, self.lr_scheduler
         if plan.batches_per_epoch is not None:
+            # A range is a map-style dataset (``__len__`` + ``__getitem__``); torch's annotation wants a Dataset.
             handler.train_dataloader = torch.utils.data.DataLoader(
-                range(plan.num_examples),
+                cast("torch.utils.data.Dataset[int]", range(plan.num_examples)),
                 batch_size=self.args.per_device_train_batch_size,
                 drop_last=self.args.dataloader_drop_last,
             )
@@ -555,15 +574,16 @@ class Simulation:
                 state.best_model_checkpoint = best_checkpoint_dir
         state_text = None
         if args.should_save:
+            saved_states = _saved_callback_states(state)
             for cb in [
                 cb for cb in [*self.callback_handler.callbacks, self.control] if isinstance(cb, ExportableState)
             ]:
                 cb_name = cb.__class__.__name__
                 cb_state = cb.state()
-                if isinstance(state.stateful_callbacks[cb_name], list):
-                    state.stateful_callbacks[cb_name].append(cb_state)
+                if isinstance(saved_states[cb_name], list):
+                    saved_states[cb_name].append(cb_state)
                 else:
-                    state.stateful_callbacks[cb_name] = cb_state
+                    saved_states[cb_name] = cb_state
             state_text = trainer_state_json(state)
         self._store.save(
             output_dir,

@@ -8,10 +8,13 @@ parameter groups or gradients sees what it would see under the Trainer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # The same patterns as ``Trainer.get_decay_parameter_names``.
 _NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
@@ -87,7 +90,8 @@ def build_optimizer(args: Any, model: nn.Module) -> torch.optim.Optimizer:
         )
     from transformers import Trainer
 
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    # Annotated ``PreTrainedModel | None``, but the Trainer itself passes ``self.model``, any ``nn.Module``.
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, cast("PreTrainedModel", model))
     return optimizer_cls(groups, **optimizer_kwargs)
 
 
