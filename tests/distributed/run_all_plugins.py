@@ -1,0 +1,161 @@
+"""One small training run with every first-party plugin, for the distributed tests.
+
+Usage (the tests run it, each process writes ``OUT_DIR/rank<R>.json``):
+
+    python run_all_plugins.py single OUT_DIR                           # 1 process, batch 16
+    torchrun --nproc_per_node=2 run_all_plugins.py ddp OUT_DIR         # 2 processes x batch 8 (gloo)
+    torchrun --nnodes=2 --node_rank=R --nproc_per_node=1 ... nodes OUT_DIR   # 2 "nodes", save_on_each_node
+
+Same model (dropout off), same data in sequential order, same global batch of 16 per step, so
+DDP's averaged gradients equal the single process's. Every process records the LR of its
+optimizer after each step, where training stopped, its ``log_history``, and every call that
+renamed or removed a checkpoint folder (``shutil.rmtree``, ``os.rename``, ``os.replace``,
+``os.remove``/``os.unlink`` under it), so the tests can tell which process pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+GLOBAL_BATCH = 16
+MAX_STEPS = 60
+EVERY = 4
+
+CALLBACKS: dict[str, dict[str, Any]] = {
+    "earlystop": {"monitor": "eval_loss", "patience": 3},
+    "lr": {"monitor": "eval_loss", "factor": 0.5, "patience": 0},
+    "gradviz": {},
+    "checkpoint": {"keep_last": 1, "keep_best": 1},
+}
+
+_calls: list[list[str]] = []
+_lock = threading.Lock()
+
+
+def _watch_deletions(output_dir: str) -> None:
+    """Record rmtree/rename/replace/remove calls that touch ``output_dir`` (any thread)."""
+    root = os.path.realpath(output_dir)
+
+    def wrap(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            paths = [os.path.realpath(os.fspath(a)) for a in args[:2] if isinstance(a, (str, os.PathLike))]
+            if any(p.startswith(root) and "checkpoint-" in p for p in paths):
+                with _lock:
+                    _calls.append([name, *paths])
+            return original(*args, **kwargs)
+
+        setattr(module, name, recorded)
+
+    wrap(shutil, "rmtree")
+    for name in ("rename", "replace", "remove", "unlink"):
+        wrap(os, name)
+
+
+def main(mode: str, out_dir: str) -> None:
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from trainer_callbacks.core import create_all
+    from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    output_dir = os.path.join(out_dir, "run")
+    _watch_deletions(output_dir)
+
+    task = TaskConfig(train_size=256, eval_size=64, seed=1)
+    tokenizer = build_tokenizer(task, model_max_length=48)
+    train_rows, eval_rows = generate(task)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=48,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            num_labels=2,
+        )
+    )
+    args = TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=GLOBAL_BATCH // world,
+        per_device_eval_batch_size=16,
+        max_steps=MAX_STEPS,
+        learning_rate=5e-3,
+        lr_scheduler_type="constant",
+        eval_strategy="steps",
+        eval_steps=EVERY,
+        save_strategy="steps",
+        save_steps=EVERY,
+        logging_steps=EVERY,
+        metric_for_best_model="eval_loss",
+        train_sampling_strategy="sequential",
+        average_tokens_across_devices=False,  # BERT's loss is already a mean (see gradviz's distributed test)
+        save_on_each_node=mode == "nodes",
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        ddp_backend="gloo" if world > 1 else None,
+        ddp_find_unused_parameters=False,
+        ddp_timeout=60,  # a rank stuck in a collective fails within a minute instead of hanging
+        seed=0,
+    )
+
+    class Recorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.lrs: list[tuple[int, list[float]]] = []
+
+        def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+            self.lrs.append((state.global_step, [float(g["lr"]) for g in optimizer.param_groups]))
+
+    recorder = Recorder()
+    callbacks = create_all(CALLBACKS)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=EncodedDataset(train_rows, tokenizer, 48),
+        eval_dataset=EncodedDataset(eval_rows, tokenizer, 48),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=accuracy,
+        callbacks=[*callbacks, recorder],
+    )
+    trainer.train()
+    pruner = next(cb for cb in callbacks if type(cb).__name__ == "CheckpointPruner")
+    if hasattr(pruner, "wait"):
+        pruner.wait()
+    trainer.accelerator.wait_for_everyone()
+    result = {
+        "mode": mode,
+        "rank": rank,
+        "world_size": world,
+        "should_save": bool(args.should_save),
+        "global_step": trainer.state.global_step,
+        "lrs": recorder.lrs,
+        "log_history": trainer.state.log_history,
+        "deletion_calls": list(_calls),
+        "pruner_progress": pruner.state()["attributes"]["progress"],
+    }
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
