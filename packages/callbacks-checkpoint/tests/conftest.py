@@ -64,58 +64,20 @@ def training_args(tmp_path: Path) -> Any:
 @pytest.fixture
 def tiny_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``build(callbacks, compute_metrics=None, **args)``: a real Trainer on a tiny random BERT and generated data."""
-    import torch
-    from torch.utils.data import Dataset
-    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
-
-    class TokenTask(Dataset):  # type: ignore[type-arg]
-        def __init__(self, n: int, seed: int):
-            g = torch.Generator().manual_seed(seed)
-            self.x = torch.randint(0, 64, (n, 8), generator=g)
-            self.y = (self.x[:, 0] >= 32).long()
-
-        def __len__(self) -> int:
-            return len(self.x)
-
-        def __getitem__(self, i: int) -> dict[str, Any]:
-            return {"input_ids": self.x[i], "labels": self.y[i]}
+    from trainer_callbacks.core.testing import build_tiny_trainer
 
     monkeypatch.setenv("WANDB_DISABLED", "true")
+    defaults: dict[str, Any] = dict(
+        save_strategy="steps",
+        save_steps=1,
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=16,
+    )
 
     def build(callbacks: list[Any], compute_metrics: Any = None, **overrides: Any) -> Any:
-        torch.manual_seed(0)
-        config = BertConfig(
-            vocab_size=64,
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=16,
-            num_labels=2,
-        )
-        options: dict[str, Any] = dict(
-            output_dir=str(tmp_path / "out"),
-            max_steps=6,
-            per_device_train_batch_size=8,
-            logging_steps=1,
-            report_to="none",
-            save_strategy="steps",
-            save_steps=1,
-            eval_strategy="steps",
-            eval_steps=1,
-            use_cpu=True,
-            disable_tqdm=True,
-            per_device_eval_batch_size=16,
-        )
-        options.update(overrides)
-        return Trainer(
-            model=BertForSequenceClassification(config),
-            args=TrainingArguments(**options),
-            train_dataset=TokenTask(64, 0),
-            eval_dataset=TokenTask(16, 1),
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-        )
+        options = {"output_dir": tmp_path / "out", **defaults, **overrides}
+        return build_tiny_trainer(callbacks=callbacks, compute_metrics=compute_metrics, **options)
 
     return build
 

@@ -219,63 +219,27 @@ def drive(training_args: Callable[..., Any]) -> Callable[..., Driver]:
 @pytest.fixture
 def tiny_trainer(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``tiny_trainer(callbacks, compute_metrics=None, eval_dataset=None, **args)``: a tiny random-init BERT."""
-    import torch
-    from torch.utils.data import Dataset
+    from trainer_callbacks.core.testing import TokenTask, build_tiny_trainer, local_mlflow_env
 
-    class TokenTask(Dataset):  # type: ignore[type-arg]
-        def __init__(self, n: int, seed: int):
-            g = torch.Generator().manual_seed(seed)
-            self.x = torch.randint(0, 64, (n, 8), generator=g)
-            self.y = (self.x[:, 0] >= 32).long()
-
-        def __len__(self) -> int:
-            return len(self.x)
-
-        def __getitem__(self, i: int) -> dict[str, Any]:
-            return {"input_ids": self.x[i], "labels": self.y[i]}
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "earlystop-tests")
+    for name, value in local_mlflow_env(tmp_path, "earlystop-tests").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("DISABLE_MLFLOW_INTEGRATION", "FALSE")
+    defaults: dict[str, Any] = dict(
+        max_steps=12,
+        per_device_eval_batch_size=16,
+        eval_strategy="steps",
+        eval_steps=1,
+        seed=0,
+        data_seed=0,
+        learning_rate=1e-3,
+    )
 
     def build(callbacks: list[Any], *, compute_metrics: Any = None, eval_dataset: Any = None, **overrides: Any) -> Any:
-        from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
-
-        torch.manual_seed(0)
-        config = BertConfig(
-            vocab_size=64,
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=16,
-            num_labels=2,
-        )
-        options: dict[str, Any] = dict(
-            output_dir=str(tmp_path / "out"),
-            max_steps=12,
-            per_device_train_batch_size=8,
-            per_device_eval_batch_size=16,
-            logging_steps=1,
-            eval_strategy="steps",
-            eval_steps=1,
-            report_to="none",
-            save_strategy="no",
-            use_cpu=True,
-            disable_tqdm=True,
-            seed=0,
-            data_seed=0,
-            learning_rate=1e-3,
-        )
-        options.update(overrides)
-        return Trainer(
-            model=BertForSequenceClassification(config),
-            args=TrainingArguments(**options),
-            train_dataset=TokenTask(64, 0),
-            eval_dataset=eval_dataset if eval_dataset is not None else TokenTask(16, 1),
-            compute_metrics=compute_metrics,
+        return build_tiny_trainer(
             callbacks=callbacks,
+            compute_metrics=compute_metrics,
+            eval_dataset=eval_dataset,
+            **{"output_dir": tmp_path / "out", **defaults, **overrides},
         )
 
     build.dataset = TokenTask  # type: ignore[attr-defined]

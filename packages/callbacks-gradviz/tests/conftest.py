@@ -12,26 +12,32 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from gradviz_helpers import RecordingTrainer, TokenTask, tiny_bert
-from transformers import TrainingArguments
+
+from trainer_callbacks.core.testing import build_tiny_trainer
 
 
 @pytest.fixture
 def run_trainer(tmp_path: Any) -> Callable[..., RecordingTrainer]:
     """``run_trainer(callbacks, model=None, n=32, **training_args)``: a finished tiny run."""
 
-    def run(callbacks: list[Any], model: Any = None, n: int = 32, train: bool = True,
-            **overrides: Any) -> RecordingTrainer:
-        defaults: dict[str, Any] = dict(
-            output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=4, logging_steps=1,
-            use_cpu=True, report_to="none", save_strategy="no", learning_rate=1e-3, disable_tqdm=True,
+    def run(
+        callbacks: list[Any], model: Any = None, n: int = 32, train: bool = True, **overrides: Any
+    ) -> RecordingTrainer:
+        options: dict[str, Any] = dict(
+            output_dir=tmp_path / "out", per_device_train_batch_size=4, max_steps=4, learning_rate=1e-3,
             dataloader_num_workers=0,
         )
-        defaults.update(overrides)
-        trainer = RecordingTrainer(model=model if model is not None else tiny_bert(),
-                                   args=TrainingArguments(**defaults), train_dataset=TokenTask(n), callbacks=callbacks)
+        options.update(overrides)
+        trainer = build_tiny_trainer(
+            callbacks=callbacks,
+            model=model if model is not None else tiny_bert(),
+            train_dataset=TokenTask(n),
+            trainer_class=RecordingTrainer,
+            **options,
+        )
         if train:
             trainer.train()
-        return trainer
+        return trainer  # type: ignore[return-value]
 
     return run
 

@@ -14,28 +14,20 @@ import re
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
-from transformers import BertConfig, BertForSequenceClassification, Trainer
+from transformers import BertForSequenceClassification, Trainer
+
+from trainer_callbacks.core import testing as kit
 
 
-class TokenTask(Dataset):  # type: ignore[type-arg]
+class TokenTask(kit.TokenTask):
+    """The test kit's token task with a 100-token vocabulary and fair-coin labels."""
+
     def __init__(self, n: int = 32, seed: int = 0, vocab: int = 100, length: int = 8) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.x = torch.randint(0, vocab, (n, length), generator=g)
-        self.y = torch.randint(0, 2, (n,), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.x[i], "labels": self.y[i]}
+        super().__init__(n, seed, vocab, length, labels="random")
 
 
 def tiny_bert(layers: int = 2, seed: int = 0, dtype: torch.dtype | None = None) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32)
-    model = BertForSequenceClassification(config)
+    model = kit.tiny_bert(seed, vocab_size=100, num_hidden_layers=layers, max_position_embeddings=32)
     return model.to(dtype) if dtype is not None else model
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from trainer_callbacks.core import testing as kit
+
 
 def training_args(tmp_path: Any, **overrides: Any) -> TrainingArguments:
     options: dict[str, Any] = dict(
@@ -102,32 +104,29 @@ class LRRecorder(TrainerCallback):
 
 
 def tiny_bert(seed: int = 0) -> Any:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config)
+    """The test kit's tiny BERT with a 100-token vocabulary and 32 positions."""
+    return kit.tiny_bert(seed, vocab_size=100, max_position_embeddings=32)
 
 
-class TinyDataset(torch.utils.data.Dataset):
+class TinyDataset(kit.TokenTask):
+    """Ids in ``[1, 100)`` (``[PAD]`` left out), fair-coin labels."""
+
     def __init__(self, n: int, seed: int = 0, length: int = 8):
-        g = torch.Generator().manual_seed(seed)
-        self.input_ids = torch.randint(1, 100, (n, length), generator=g)
-        self.labels = torch.randint(0, 2, (n,), generator=g)
+        super().__init__(n, seed, vocab=100, length=length, labels="random", min_id=1)
 
-    def __len__(self) -> int:
-        return len(self.labels)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids[i], "labels": self.labels[i]}
+def tiny_trainer(
+    callbacks: list[Any], *, train_size: int = 32, eval_dataset: Any = None, **training_args: Any
+) -> Any:
+    """A real Trainer on :func:`tiny_bert` and ``TinyDataset(train_size)`` (eval: ``TinyDataset(8, seed=1)``);
+    ``training_args`` (``output_dir`` required) override the test kit's CPU-only, tracker-free defaults."""
+    return kit.build_tiny_trainer(
+        callbacks=callbacks,
+        model=tiny_bert(),
+        train_dataset=TinyDataset(train_size),
+        eval_dataset=eval_dataset if eval_dataset is not None else TinyDataset(8, seed=1),
+        **training_args,
+    )
 
 
 def torch_oracle_lrs(lrs: Sequence[float], metrics: Sequence[float], **plateau_kwargs: Any) -> list[list[float]]:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 import torch
-from lr_testing import ScriptedMetric, TinyDataset, sgd, tiny_bert, torch_oracle_lrs, trainer_loop, training_args
-from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+from lr_testing import ScriptedMetric, TinyDataset, sgd, tiny_trainer, torch_oracle_lrs, trainer_loop, training_args
+from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from trainer_callbacks.core import create
 from trainer_callbacks.core.errors import ConfigurationError
@@ -42,26 +42,9 @@ def test_bad_options_fail_at_construction(kwargs, fragment: str) -> None:  # typ
 
 
 def _trainer(tmp_path, callbacks, **overrides):  # type: ignore[no-untyped-def]
-    options = dict(
-        output_dir=str(tmp_path),
-        max_steps=4,
-        eval_strategy="steps",
-        eval_steps=2,
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
-        per_device_train_batch_size=4,
-        logging_steps=1,
-        disable_tqdm=True,
-    )
+    options = dict(output_dir=tmp_path, max_steps=4, eval_strategy="steps", eval_steps=2, per_device_train_batch_size=4)
     options.update(overrides)
-    return Trainer(
-        model=tiny_bert(),
-        args=TrainingArguments(**options),
-        train_dataset=TinyDataset(32),
-        eval_dataset=TinyDataset(8, seed=1),
-        callbacks=callbacks,
-    )
+    return tiny_trainer(callbacks, **options)
 
 
 @pytest.mark.parametrize(
@@ -140,34 +123,15 @@ def test_several_eval_datasets_monitor_one_of_them(tmp_path) -> None:
     """With eval_dataset={"val":..., "test":...} each dataset is evaluated with its own prefix; the monitored
     eval_val_loss is missing from eval_test_* evaluations and that is not an error."""
     callback = ReduceLROnPlateau(monitor="eval_val_loss", patience=0)
-    options = dict(
-        output_dir=str(tmp_path),
-        max_steps=4,
-        eval_strategy="steps",
-        eval_steps=2,
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
-        per_device_train_batch_size=4,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(
-        model=tiny_bert(),
-        args=TrainingArguments(**options),
-        train_dataset=TinyDataset(32),
-        eval_dataset={"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)},
-        callbacks=[callback],
-    )
+    def build(callback: ReduceLROnPlateau):  # type: ignore[no-untyped-def]
+        datasets = {"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)}
+        return _trainer(tmp_path, [callback], eval_dataset=datasets, logging_steps=500)  # the TrainingArguments default
+
+    trainer = build(callback)
     trainer.train()
     assert sum(1 for e in trainer.state.log_history if "lr_plateau/scale" in e) == 2
     wrong = ReduceLROnPlateau(monitor="eval_dev_loss", patience=0)
-    trainer = Trainer(
-        model=tiny_bert(),
-        args=TrainingArguments(**options),
-        train_dataset=TinyDataset(32),
-        eval_dataset={"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)},
-        callbacks=[wrong],
-    )
+    trainer = build(wrong)
     with pytest.raises(ConfigurationError, match=r"eval_dev_loss.*present: .*eval_test_loss.*eval_val_loss"):
         trainer.train()
 

@@ -15,9 +15,9 @@ import math
 
 import pytest
 import torch
-from lr_testing import LRRecorder, ScriptedMetric, TinyDataset, tiny_bert, torch_oracle_lrs
-from transformers import Trainer, TrainingArguments
+from lr_testing import LRRecorder, ScriptedMetric, tiny_trainer, torch_oracle_lrs
 
+from trainer_callbacks.core.testing import local_mlflow_env
 from trainer_callbacks.lr import ReduceLROnPlateau, plugin
 from trainer_callbacks.lr.history import reductions
 
@@ -39,7 +39,7 @@ def cosine_warmup(step: int) -> float:
 
 def make_trainer(tmp_path, callbacks, **overrides):  # type: ignore[no-untyped-def]
     options = dict(
-        output_dir=str(tmp_path),
+        output_dir=tmp_path,
         max_steps=STEPS,
         learning_rate=PEAK,
         lr_scheduler_type="cosine",
@@ -48,22 +48,11 @@ def make_trainer(tmp_path, callbacks, **overrides):  # type: ignore[no-untyped-d
         per_device_eval_batch_size=8,
         eval_strategy="steps",
         eval_steps=EVAL_EVERY,
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
         seed=0,
         data_seed=0,
-        disable_tqdm=True,
     )
     options.update(overrides)
-    return Trainer(
-        model=tiny_bert(),
-        args=TrainingArguments(**options),
-        train_dataset=TinyDataset(64),
-        eval_dataset=TinyDataset(8, seed=1),
-        callbacks=callbacks,
-    )
+    return tiny_trainer(callbacks, train_size=64, **options)
 
 
 def logged_lrs(log_history) -> dict[int, float]:  # type: ignore[no-untyped-def]
@@ -144,9 +133,8 @@ def test_metrics_reach_tensorboard_and_mlflow(tmp_path, monkeypatch) -> None:
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path}/mlruns")
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lr")
+    for name, value in local_mlflow_env(tmp_path, "lr").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
     callback = ReduceLROnPlateau(patience=1, factor=0.5)
     trainer = make_trainer(

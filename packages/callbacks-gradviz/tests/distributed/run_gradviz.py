@@ -20,32 +20,25 @@ import sys
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 STEPS = 3
 GLOBAL_BATCH = 4
 
 
-class TokenTask(Dataset):  # type: ignore[type-arg]
-    def __init__(self, n: int = 32) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.randint(0, 100, (n, 8), generator=g)
-        self.y = torch.randint(0, 2, (n,), generator=g)
+def token_task() -> Any:
+    """32 sequences of 8 ids in [0, 100) with fair-coin labels (the test kit's generator, seed 0)."""
+    from trainer_callbacks.core.testing import TokenTask as KitTokenTask
 
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.x[i], "labels": self.y[i]}
+    return KitTokenTask(32, 0, vocab=100, labels="random")
 
 
 def model() -> Any:
-    from transformers import BertConfig, BertForSequenceClassification
+    """The test kit's tiny BERT (seed 0, 100 ids, 32 positions) with dropout off."""
+    from trainer_callbacks.core.testing import tiny_bert
 
-    torch.manual_seed(0)
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    return tiny_bert(
+        0, vocab_size=100, max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
 
 
 def trainer_run(mode: str, out: str) -> None:
@@ -65,7 +58,7 @@ def trainer_run(mode: str, out: str) -> None:
         max_grad_norm=1e-3, train_sampling_strategy="sequential", average_tokens_across_devices=False,
         disable_tqdm=True, ddp_backend="gloo" if world > 1 else None, **extra)
     cb = GradNormLogger()
-    trainer = Trainer(model=model(), args=args, train_dataset=TokenTask(), callbacks=[cb])
+    trainer = Trainer(model=model(), args=args, train_dataset=token_task(), callbacks=[cb])
     trainer.train()
     if trainer.is_world_process_zero():
         with open(out, "w") as f:
@@ -96,7 +89,7 @@ def manual_run(mode: str, out: str) -> None:
         for layer in net.bert.encoder.layer:
             fully_shard(layer)
         fully_shard(net)
-    data = TokenTask()
+    data = token_task()
     per_rank = GLOBAL_BATCH // world
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-2)
     args = TrainingArguments(output_dir=os.path.join(os.path.dirname(out), f"out-{mode}"), use_cpu=True,

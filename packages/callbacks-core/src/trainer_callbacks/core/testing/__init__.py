@@ -5,7 +5,9 @@
 * :mod:`.strategies` (needs ``hypothesis``: ``pip install trainer-callbacks-core[testing]``)
   generates ``TrainingArguments`` and metric streams;
 * :func:`check_callback`, :func:`checks` and :func:`parametrize_with_checks` run the
-  properties every callback must hold (see :mod:`.checks`).
+  properties every callback must hold (see :mod:`.checks`);
+* :func:`build_tiny_trainer` builds a real ``Trainer`` on a tiny random-init BERT
+  (:func:`tiny_bert`) and a generated :class:`TokenTask`, for end-to-end tests (see :mod:`.tiny_bert_trainer`).
 
 Names are loaded on first access, so ``import trainer_callbacks.core.testing`` is cheap.
 """
@@ -26,6 +28,14 @@ if TYPE_CHECKING:
     )
     from trainer_callbacks.core.testing.recording import Event, RecordingCallback, log_keys, trace
     from trainer_callbacks.core.testing.simulator import Simulation, as_process, simulate
+    from trainer_callbacks.core.testing.tiny_bert_trainer import (
+        TokenTask,
+        build_tiny_trainer,
+        local_mlflow_env,
+        tiny_bert,
+        tiny_bert_config,
+        tiny_training_args,
+    )
     from trainer_callbacks.core.testing.tiny_model import TinyModel
 
 __all__ = [
@@ -35,13 +45,19 @@ __all__ = [
     "SavedCheckpoint",
     "Simulation",
     "TinyModel",
+    "TokenTask",
     "as_process",
+    "build_tiny_trainer",
     "check_callback",
     "checks",
+    "local_mlflow_env",
     "log_keys",
     "parametrize_with_checks",
     "simulate",
     "strategies",
+    "tiny_bert",
+    "tiny_bert_config",
+    "tiny_training_args",
     "trace",
 ]
 
@@ -59,6 +75,12 @@ _LAZY = {
     "as_process": "simulator",
     "simulate": "simulator",
     "TinyModel": "tiny_model",
+    "TokenTask": "tiny_bert_trainer",
+    "build_tiny_trainer": "tiny_bert_trainer",
+    "local_mlflow_env": "tiny_bert_trainer",
+    "tiny_bert": "tiny_bert_trainer",
+    "tiny_bert_config": "tiny_bert_trainer",
+    "tiny_training_args": "tiny_bert_trainer",
 }
 
 

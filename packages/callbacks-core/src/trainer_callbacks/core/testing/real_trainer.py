@@ -39,16 +39,29 @@ def build_trainer(
     train_dataset_len: int = 8,
     eval_dataset_len: int | None = None,
     model: torch.nn.Module | None = None,
+    train_dataset: Any = None,
+    eval_dataset: Any = None,
+    compute_metrics: Any = None,
+    trainer_class: type[Any] | None = None,
 ) -> Any:
-    """A real ``Trainer`` on :class:`TinyModel` (``eval_dataset_len`` defaults to one eval batch, like ``simulate``)."""
+    """A real ``Trainer`` on :class:`TinyModel` (``eval_dataset_len`` defaults to one eval batch, like ``simulate``).
+
+    ``model``, ``train_dataset`` and ``eval_dataset`` replace the defaults (the ``*_len`` arguments then
+    do not apply); ``trainer_class`` builds a ``Trainer`` subclass instead.
+    """
     from transformers import Trainer
 
-    eval_len = eval_dataset_len if eval_dataset_len is not None else args.per_device_eval_batch_size
-    return Trainer(
+    if train_dataset is None:
+        train_dataset = RegressionSet(train_dataset_len, seed=0)
+    if eval_dataset is None:
+        eval_len = eval_dataset_len if eval_dataset_len is not None else args.per_device_eval_batch_size
+        eval_dataset = RegressionSet(eval_len, seed=1)
+    return (trainer_class or Trainer)(
         model=model if model is not None else TinyModel(),
         args=args,
-        train_dataset=RegressionSet(train_dataset_len, seed=0),
-        eval_dataset=RegressionSet(eval_len, seed=1),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        compute_metrics=compute_metrics,
         callbacks=list(callbacks),
     )
 
