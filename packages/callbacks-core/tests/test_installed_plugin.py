@@ -78,8 +78,17 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (site / "_project_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     wheel = next(wheels.glob("throwaway_plugin-*.whl"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
         check=True,
     )
     return venv
@@ -92,7 +101,10 @@ def run(venv: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ.update(env)
     return subprocess.run(
         [str(venv / "bin" / "python"), "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=environ, check=False,
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=False,
     )
 
 

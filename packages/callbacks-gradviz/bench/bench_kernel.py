@@ -31,9 +31,15 @@ def bert_grads(layers: int, hidden: int) -> tuple[list[str], list[torch.Tensor]]
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(num_hidden_layers=layers, hidden_size=hidden,
-                                                     num_attention_heads=max(hidden // 64, 1),
-                                                     intermediate_size=4 * hidden, vocab_size=30522))
+    model = BertForSequenceClassification(
+        BertConfig(
+            num_hidden_layers=layers,
+            hidden_size=hidden,
+            num_attention_heads=max(hidden // 64, 1),
+            intermediate_size=4 * hidden,
+            vocab_size=30522,
+        )
+    )
     ids = torch.randint(0, 30522, (4, 64))
     model(input_ids=ids, labels=torch.zeros(4, dtype=torch.long)).loss.backward()
     named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
@@ -86,8 +92,10 @@ def bench_one(layers: int, hidden: int, repeat: int) -> dict[str, float]:
     }
     base = results["floor (_foreach_norm + 1 transfer)"]
     size = sum(g.numel() for g in grads)
-    print(f"\nBERT {layers} layers, hidden {hidden}: {len(grads)} tensors, {size / 1e6:.1f}M grads, "
-          f"{len(grouping.groups)} groups, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"\nBERT {layers} layers, hidden {hidden}: {len(grads)} tensors, {size / 1e6:.1f}M grads, "
+        f"{len(grouping.groups)} groups, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     for name, us in results.items():
         print(f"  {name:42s} {us:10.0f} us  {us / base:6.2f}x floor")
     return results

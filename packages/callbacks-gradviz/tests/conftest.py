@@ -24,7 +24,10 @@ def run_trainer(tmp_path: Any) -> Callable[..., RecordingTrainer]:
         callbacks: list[Any], model: Any = None, n: int = 32, train: bool = True, **overrides: Any
     ) -> RecordingTrainer:
         options: dict[str, Any] = dict(
-            output_dir=tmp_path / "out", per_device_train_batch_size=4, max_steps=4, learning_rate=1e-3,
+            output_dir=tmp_path / "out",
+            per_device_train_batch_size=4,
+            max_steps=4,
+            learning_rate=1e-3,
             dataloader_num_workers=0,
         )
         options.update(overrides)
@@ -40,5 +43,3 @@ def run_trainer(tmp_path: Any) -> Callable[..., RecordingTrainer]:
         return trainer  # type: ignore[return-value]
 
     return run
-
-

@@ -68,7 +68,7 @@ def logged(history: list[dict[str, Any]], prefix: str) -> dict[int, dict[str, fl
     for entry in history:
         for key, value in entry.items():
             if key.startswith(prefix):
-                out.setdefault(int(entry["step"]), {})[key[len(prefix):]] = float(value)
+                out.setdefault(int(entry["step"]), {})[key[len(prefix) :]] = float(value)
     return out
 
 

@@ -18,12 +18,23 @@ def test_conformance(callback, check) -> None:
 
 
 @settings(deadline=None, max_examples=15)
-@given(max_steps=st.integers(1, 9), logging_steps=st.sampled_from([1, 2, 3, 0.25, 0.5]), first=st.booleans(),
-       ga=st.integers(1, 3))
+@given(
+    max_steps=st.integers(1, 9),
+    logging_steps=st.sampled_from([1, 2, 3, 0.25, 0.5]),
+    first=st.booleans(),
+    ga=st.integers(1, 3),
+)
 def test_measured_steps_equal_simulated_trainer_log_steps(tmp_path_factory, max_steps, logging_steps, first, ga):
-    args = TrainingArguments(str(tmp_path_factory.mktemp("sim")), max_steps=max_steps, logging_steps=logging_steps,
-                             logging_first_step=first, gradient_accumulation_steps=ga, use_cpu=True, report_to="none",
-                             max_grad_norm=1e-3)
+    args = TrainingArguments(
+        str(tmp_path_factory.mktemp("sim")),
+        max_steps=max_steps,
+        logging_steps=logging_steps,
+        logging_first_step=first,
+        gradient_accumulation_steps=ga,
+        use_cpu=True,
+        report_to="none",
+        max_grad_norm=1e-3,
+    )
     sim = simulate(args, [GradNormLogger(on_nonfinite="ignore")], compute_gradients=True)
     history = sim.state.log_history
     trainer_steps = sorted(e["step"] for e in history if "grad_norm" in e)

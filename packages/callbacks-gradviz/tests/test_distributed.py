@@ -40,8 +40,18 @@ def _single(mode: str, tmp_path: Path) -> dict:
 
 def _torchrun(mode: str, tmp_path: Path) -> dict:
     out = tmp_path / f"{mode}.json"
-    return _run([str(TORCHRUN), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-                 str(SCRIPT), mode, str(out)], out)
+    return _run(
+        [
+            str(TORCHRUN),
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            str(SCRIPT),
+            mode,
+            str(out),
+        ],
+        out,
+    )
 
 
 def _norms(result: dict) -> dict[int, dict[str, float]]:

@@ -29,8 +29,12 @@ CASES = [
     pytest.param(dict(max_grad_norm=1e-3), None, 1e-5, id="fp32-clipped"),
     pytest.param(dict(max_grad_norm=0.0), None, 1e-5, id="fp32-no-clip"),
     pytest.param(dict(max_grad_norm=1e-3, gradient_accumulation_steps=3), None, 1e-5, id="fp32-clipped-accum3"),
-    pytest.param(dict(max_grad_norm=1e-3, bf16=True, gradient_accumulation_steps=2), None, 1e-5,
-                 id="bf16-autocast-clipped-accum2"),
+    pytest.param(
+        dict(max_grad_norm=1e-3, bf16=True, gradient_accumulation_steps=2),
+        None,
+        1e-5,
+        id="bf16-autocast-clipped-accum2",
+    ),
     # bf16 WEIGHTS: the Trainer's own total is computed in bf16 (8 bits of mantissa), gradviz in float32.
     pytest.param(dict(max_grad_norm=1e-3), torch.bfloat16, 1e-2, id="bf16-weights-clipped"),
 ]
@@ -79,8 +83,12 @@ def test_param_norm_and_update_ratio_match_weights_before_and_after(run_trainer)
             }
             snapshots[f"before{state.global_step + 1}"] = snapshots["before"]
 
-    trainer = run_trainer([GradNormLogger(log_param_norm=True, log_update_ratio=True), Snap()], max_steps=3,
-                          max_grad_norm=1.0, learning_rate=1e-2)
+    trainer = run_trainer(
+        [GradNormLogger(log_param_norm=True, log_update_ratio=True), Snap()],
+        max_steps=3,
+        max_grad_norm=1.0,
+        learning_rate=1e-2,
+    )
     history = trainer.state.log_history
     params, ratios = logged(history, "param_norm/"), logged(history, "update_ratio/")
     assert sorted(params) == sorted(ratios) == [1, 2, 3]

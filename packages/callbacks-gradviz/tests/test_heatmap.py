@@ -17,8 +17,9 @@ GROUPS = ["bert.embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1", "cl
 def history(steps: int = 30) -> list[dict]:
     out = []
     for s in range(1, steps + 1):
-        out.append({f"grad_norm/{g}": 10.0 ** (i - 2) * (1 + math.sin(s / 3) / 2) for i, g in enumerate(GROUPS)}
-                   | {"step": s})
+        out.append(
+            {f"grad_norm/{g}": 10.0 ** (i - 2) * (1 + math.sin(s / 3) / 2) for i, g in enumerate(GROUPS)} | {"step": s}
+        )
         out.append({"loss": 1.0 / s, "learning_rate": 1e-3, "step": s})
     out.append({"grad_norm/skipped": 1.0, "step": steps + 1})
     return out

@@ -27,8 +27,9 @@ def reference(tensors, group_of, num_groups, p):
 @settings(deadline=None)
 @given(
     shapes=st.lists(st.lists(st.integers(1, 5), min_size=1, max_size=3), min_size=1, max_size=12),
-    dtypes=st.lists(st.sampled_from([torch.float32, torch.bfloat16, torch.float64, torch.float16]), min_size=1,
-                    max_size=12),
+    dtypes=st.lists(
+        st.sampled_from([torch.float32, torch.bfloat16, torch.float64, torch.float16]), min_size=1, max_size=12
+    ),
     p=st.sampled_from([0.0, 1.0, 2.0, 3.0, math.inf]),
     num_groups=st.integers(1, 4),
     seed=st.integers(0, 2**16),

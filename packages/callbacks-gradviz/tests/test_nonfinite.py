@@ -28,8 +28,14 @@ def test_raise_names_the_poisoned_group_and_step(run_trainer, measured) -> None:
     model = tiny_bert()
     ref: list = []
     poison(model, "bert.encoder.layer.1.output.dense.weight", at_step=3, trainer_ref=ref)
-    trainer = run_trainer([GradNormLogger(on_nonfinite="raise")], model=model, train=False, max_steps=4,
-                          logging_steps=1 if measured else 2, max_grad_norm=1.0)
+    trainer = run_trainer(
+        [GradNormLogger(on_nonfinite="raise")],
+        model=model,
+        train=False,
+        max_steps=4,
+        logging_steps=1 if measured else 2,
+        max_grad_norm=1.0,
+    )
     ref.append(trainer)
     with pytest.raises(NonFiniteGradientError) as info:
         trainer.train()
@@ -43,8 +49,9 @@ def test_warn_logs_the_group_once_per_step_and_goes_on(run_trainer) -> None:
     model = tiny_bert()
     ref: list = []
     poison(model, "bert.embeddings.word_embeddings.weight", at_step=2, trainer_ref=ref)
-    trainer = run_trainer([GradNormLogger(on_nonfinite="warn")], model=model, train=False, max_steps=3,
-                          logging_steps=1, max_grad_norm=1.0)
+    trainer = run_trainer(
+        [GradNormLogger(on_nonfinite="warn")], model=model, train=False, max_steps=3, logging_steps=1, max_grad_norm=1.0
+    )
     ref.append(trainer)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -67,8 +74,14 @@ def test_ignore_checks_nothing_on_unlogged_steps(run_trainer) -> None:
     model = tiny_bert()
     ref: list = []
     poison(model, "classifier.weight", at_step=1, trainer_ref=ref)
-    trainer = run_trainer([GradNormLogger(on_nonfinite="ignore")], model=model, train=False, max_steps=2,
-                          logging_steps=2, max_grad_norm=1.0)
+    trainer = run_trainer(
+        [GradNormLogger(on_nonfinite="ignore")],
+        model=model,
+        train=False,
+        max_steps=2,
+        logging_steps=2,
+        max_grad_norm=1.0,
+    )
     ref.append(trainer)
     trainer.train()
     assert logged(trainer.state.log_history, "grad_nonfinite/") == {}

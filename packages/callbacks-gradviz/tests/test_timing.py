@@ -17,18 +17,35 @@ RUNS = [
     pytest.param(dict(max_steps=5, logging_steps=2, logging_first_step=True), id="steps-2-first"),
     pytest.param(dict(max_steps=4, logging_steps=0.5), id="fractional-0.5-of-max-steps"),
     # 10 samples / batch 2 = 5 micro-batches per epoch, accumulation 2 -> updates of 2, 2, 1 micro-batches
-    pytest.param(dict(max_steps=-1, num_train_epochs=2, logging_steps=2, gradient_accumulation_steps=2,
-                      per_device_train_batch_size=2), id="accum-2-with-remainder"),
-    pytest.param(dict(max_steps=-1, num_train_epochs=2, logging_strategy="epoch", gradient_accumulation_steps=2,
-                      per_device_train_batch_size=2), id="epoch-strategy"),
+    pytest.param(
+        dict(
+            max_steps=-1,
+            num_train_epochs=2,
+            logging_steps=2,
+            gradient_accumulation_steps=2,
+            per_device_train_batch_size=2,
+        ),
+        id="accum-2-with-remainder",
+    ),
+    pytest.param(
+        dict(
+            max_steps=-1,
+            num_train_epochs=2,
+            logging_strategy="epoch",
+            gradient_accumulation_steps=2,
+            per_device_train_batch_size=2,
+        ),
+        id="epoch-strategy",
+    ),
     pytest.param(dict(max_steps=4, logging_strategy="epoch", per_device_train_batch_size=4), id="epoch-strategy-cut"),
 ]
 
 
 @pytest.mark.parametrize("overrides", RUNS)
 def test_measured_steps_are_the_trainers_logged_steps(run_trainer, overrides) -> None:
-    trainer = run_trainer([GradNormLogger(on_nonfinite="ignore")], n=10 if "num_train_epochs" in overrides else 16,
-                          **overrides)
+    trainer = run_trainer(
+        [GradNormLogger(on_nonfinite="ignore")], n=10 if "num_train_epochs" in overrides else 16, **overrides
+    )
     history = trainer.state.log_history
     trainer_steps = sorted(trainer_grad_norms(history))
     assert trainer_steps  # the configuration logs something

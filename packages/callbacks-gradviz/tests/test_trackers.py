@@ -20,8 +20,12 @@ def test_tensorboard_and_mlflow_receive_the_group_norms(run_trainer, tmp_path, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path}/mlruns")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "gradviz")
     logdir = tmp_path
-    trainer = run_trainer([GradNormLogger(histogram=True, log_param_norm=True)], max_steps=4, logging_steps=2,
-                          report_to=["tensorboard", "mlflow"])
+    trainer = run_trainer(
+        [GradNormLogger(histogram=True, log_param_norm=True)],
+        max_steps=4,
+        logging_steps=2,
+        report_to=["tensorboard", "mlflow"],
+    )
     expected = logged(trainer.state.log_history, "grad_norm/")
     assert sorted(expected) == [2, 4]
 

@@ -115,9 +115,7 @@ class TinyDataset(kit.TokenTask):
         super().__init__(n, seed, vocab=100, length=length, labels="random", min_id=1)
 
 
-def tiny_trainer(
-    callbacks: list[Any], *, train_size: int = 32, eval_dataset: Any = None, **training_args: Any
-) -> Any:
+def tiny_trainer(callbacks: list[Any], *, train_size: int = 32, eval_dataset: Any = None, **training_args: Any) -> Any:
     """A real Trainer on :func:`tiny_bert` and ``TinyDataset(train_size)`` (eval: ``TinyDataset(8, seed=1)``);
     ``training_args`` (``output_dir`` required) override the test kit's CPU-only, tracker-free defaults."""
     return kit.build_tiny_trainer(

@@ -123,6 +123,7 @@ def test_several_eval_datasets_monitor_one_of_them(tmp_path) -> None:
     """With eval_dataset={"val":..., "test":...} each dataset is evaluated with its own prefix; the monitored
     eval_val_loss is missing from eval_test_* evaluations and that is not an error."""
     callback = ReduceLROnPlateau(monitor="eval_val_loss", patience=0)
+
     def build(callback: ReduceLROnPlateau):  # type: ignore[no-untyped-def]
         datasets = {"test": TinyDataset(8, seed=2), "val": TinyDataset(8, seed=1)}
         return _trainer(tmp_path, [callback], eval_dataset=datasets, logging_steps=500)  # the TrainingArguments default

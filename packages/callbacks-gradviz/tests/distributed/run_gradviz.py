@@ -53,10 +53,21 @@ def trainer_run(mode: str, out: str) -> None:
     # average_tokens_across_devices=False: with it, the Trainer multiplies BERT's (already averaged) loss by the
     # world size, so its own grad_norm under DDP is 2x the single-process one.
     args = TrainingArguments(
-        output_dir=os.path.join(os.path.dirname(out), f"out-{mode}"), per_device_train_batch_size=GLOBAL_BATCH // world,
-        max_steps=STEPS, logging_steps=1, use_cpu=True, report_to="none", save_strategy="no", learning_rate=1e-2,
-        max_grad_norm=1e-3, train_sampling_strategy="sequential", average_tokens_across_devices=False,
-        disable_tqdm=True, ddp_backend="gloo" if world > 1 else None, **extra)
+        output_dir=os.path.join(os.path.dirname(out), f"out-{mode}"),
+        per_device_train_batch_size=GLOBAL_BATCH // world,
+        max_steps=STEPS,
+        logging_steps=1,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        learning_rate=1e-2,
+        max_grad_norm=1e-3,
+        train_sampling_strategy="sequential",
+        average_tokens_across_devices=False,
+        disable_tqdm=True,
+        ddp_backend="gloo" if world > 1 else None,
+        **extra,
+    )
     cb = GradNormLogger()
     trainer = Trainer(model=model(), args=args, train_dataset=token_task(), callbacks=[cb])
     trainer.train()
@@ -68,8 +79,11 @@ def trainer_run(mode: str, out: str) -> None:
 def _sharding(cb: Any) -> dict[str, Any]:
     from torch.distributed.tensor import DTensor
 
-    return {"dtensor_params": sum(isinstance(p, DTensor) for p in cb._params), "params": len(cb._params),
-            "shard_groups": len(cb._shard_groups)}
+    return {
+        "dtensor_params": sum(isinstance(p, DTensor) for p in cb._params),
+        "params": len(cb._params),
+        "shard_groups": len(cb._shard_groups),
+    }
 
 
 def manual_run(mode: str, out: str) -> None:
@@ -92,8 +106,13 @@ def manual_run(mode: str, out: str) -> None:
     data = token_task()
     per_rank = GLOBAL_BATCH // world
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-2)
-    args = TrainingArguments(output_dir=os.path.join(os.path.dirname(out), f"out-{mode}"), use_cpu=True,
-                             report_to="none", logging_steps=1, max_steps=STEPS)
+    args = TrainingArguments(
+        output_dir=os.path.join(os.path.dirname(out), f"out-{mode}"),
+        use_cpu=True,
+        report_to="none",
+        logging_steps=1,
+        max_steps=STEPS,
+    )
     state, control = TrainerState(), TrainerControl()
     state.max_steps, state.logging_steps = STEPS, 1
     state.is_world_process_zero = rank == 0
@@ -101,7 +120,7 @@ def manual_run(mode: str, out: str) -> None:
     cb.on_train_begin(args, state, control, model=net)
     for step in range(STEPS):
         start = step * GLOBAL_BATCH + rank * per_rank
-        batch = {"input_ids": data.x[start:start + per_rank], "labels": data.y[start:start + per_rank]}
+        batch = {"input_ids": data.x[start : start + per_rank], "labels": data.y[start : start + per_rank]}
         cb.on_step_begin(args, state, control, model=net, optimizer=optimizer)
         loss = net(**batch).loss
         loss.backward()

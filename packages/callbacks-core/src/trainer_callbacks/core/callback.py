@@ -120,7 +120,8 @@ class PluginCallback(TrainerCallback, ExportableState):
         if saved is None:
             logger.warning(
                 "%s: resuming at step %d from a checkpoint that holds no saved state for it; starting fresh.",
-                name, state.global_step,
+                name,
+                state.global_step,
             )
             # The Trainer's _save_checkpoint indexes stateful_callbacks[name]: without an entry
             # the next save would fail with a KeyError mid-run.
@@ -132,7 +133,8 @@ class PluginCallback(TrainerCallback, ExportableState):
         if not same_options:
             logger.warning(
                 "%s: the checkpoint's saved state was made with other options (%s); starting fresh.",
-                name, entries[0].get("args"),
+                name,
+                entries[0].get("args"),
             )
             return
         # Several instances of one class share a list that the Trainer extends at every save
@@ -140,7 +142,7 @@ class PluginCallback(TrainerCallback, ExportableState):
         # newest states are the last ones, in the instances' order.
         twins = [cb for cb in siblings if type(cb) is type(self) and cb._options == self._options]
         index = next((i for i, cb in enumerate(twins) if cb is self), 0)
-        newest = same_options[-len(twins):] if len(same_options) >= len(twins) else same_options
+        newest = same_options[-len(twins) :] if len(same_options) >= len(twins) else same_options
         entry = newest[min(index, len(newest) - 1)]
         self.load_state_dict(entry.get("attributes", {}).get("progress", {}))
 

@@ -158,9 +158,7 @@ class _Registry:
                             f"callback name {spec.name!r} is registered by both plugin "
                             f"{specs[spec.name].plugin!r} and {_plugin!r}; uninstall or block one"
                         )
-                    specs[spec.name] = CallbackSpec(
-                        spec.name, spec.summary, spec.factory, spec.options, plugin=_plugin
-                    )
+                    specs[spec.name] = CallbackSpec(spec.name, spec.summary, spec.factory, spec.options, plugin=_plugin)
 
                 impl.function(register=register)
             self._specs = specs

@@ -142,8 +142,9 @@ def report_scalars(
             MlflowClient().log_batch(run_id, metrics=metrics, synchronous=True)
 
 
-def report_histogram(args: Any, state: Any, tag: str, values: Sequence[float], *, step: int | None = None,
-                     handler: Any = None) -> None:
+def report_histogram(
+    args: Any, state: Any, tag: str, values: Sequence[float], *, step: int | None = None, handler: Any = None
+) -> None:
     """A TensorBoard histogram of ``values`` (TensorBoard only; other trackers have no histograms)."""
     if not state.is_world_process_zero:
         return

@@ -32,8 +32,10 @@ def _resolve_group_by(group_by: Any) -> tuple[str | Callable[[str], str], str]:
         module, qualname = getattr(group_by, "__module__", None), getattr(group_by, "__qualname__", "")
         return group_by, f"{module}:{qualname}"
     if not isinstance(group_by, str):
-        raise ConfigurationError(f"GradNormLogger(group_by=...): expected one of {GROUP_BY_CHOICES}, "
-                                 f"a callable name -> group or 'module:function', got {group_by!r}")
+        raise ConfigurationError(
+            f"GradNormLogger(group_by=...): expected one of {GROUP_BY_CHOICES}, "
+            f"a callable name -> group or 'module:function', got {group_by!r}"
+        )
     if group_by in GROUP_BY_CHOICES:
         return group_by, group_by
     if ":" in group_by:
@@ -106,8 +108,9 @@ class GradNormLogger(PluginCallback):
         histogram: bool = False,
         on_nonfinite: str = "warn",
     ) -> None:
-        if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int)
-                                          or every_n_steps < 1):
+        if every_n_steps is not None and (
+            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1
+        ):
             raise ConfigurationError(f"GradNormLogger(every_n_steps={every_n_steps!r}): expected None or an int >= 1")
         try:
             norm_type = float(norm_type)
@@ -203,7 +206,10 @@ class GradNormLogger(PluginCallback):
         self._grad_kernel = None
         locals_ = [local_tensor(p) for p in self._params]
         self._param_kernel = GroupNormKernel.for_tensors(
-            locals_, grouping.group_of, len(grouping.groups), self.norm_type  # type: ignore[arg-type]
+            locals_,
+            grouping.group_of,
+            len(grouping.groups),
+            self.norm_type,  # type: ignore[arg-type]
         )
 
     def _reduce(self, partial: torch.Tensor, kernel: GroupNormKernel) -> torch.Tensor:
@@ -220,8 +226,13 @@ class GradNormLogger(PluginCallback):
         optimizer = kwargs.get("optimizer")
         scaler = getattr(optimizer, "scaler", None)
         self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
-        self._measure = will_log(state.global_step + 1, args=args, state=state, every_n_steps=self.every_n_steps,
-                                 updates_per_epoch=self._updates_per_epoch)
+        self._measure = will_log(
+            state.global_step + 1,
+            args=args,
+            state=state,
+            every_n_steps=self.every_n_steps,
+            updates_per_epoch=self._updates_per_epoch,
+        )
         self._grad_partial = None
         if self._measure:
             self._predicted_step = state.global_step + 1
@@ -239,7 +250,9 @@ class GradNormLogger(PluginCallback):
             assert grouping is not None  # set by _bind, which runs before the capture is first armed
             self._grad_kernel = GroupNormKernel.for_tensors(
                 [g if g is not None else local_tensor(p) for g, p in zip(grads, self._params)],
-                grouping.group_of, len(grouping.groups), self.norm_type,
+                grouping.group_of,
+                len(grouping.groups),
+                self.norm_type,
             )
         partial = self._grad_kernel.partial(grads)
         if self._scaler is not None:  # fp16 loss scaling: grads are still multiplied by the scale
@@ -304,10 +317,17 @@ class GradNormLogger(PluginCallback):
         tensors = [self._grad_partial, self._param_partial, update]
         self._finish(args, state, state.global_step + 1, torch.cat(tensors).tolist())
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, float] | None = None,
-               **kwargs: Any) -> None:
-        if (logs and "grad_norm" in logs and self.every_n_steps is None and not self._no_grads
-                and self._model is not None and self._predicted_step != state.global_step):
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: Mapping[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        if (
+            logs
+            and "grad_norm" in logs
+            and self.every_n_steps is None
+            and not self._no_grads
+            and self._model is not None
+            and self._predicted_step != state.global_step
+        ):
             self._warn_once(
                 "timing",
                 f"GradNormLogger: the Trainer logged step {state.global_step} but gradviz did not predict it "
@@ -333,11 +353,11 @@ class GradNormLogger(PluginCallback):
             if math.isfinite(value):
                 scalars[f"grad_norm/{group}"] = value
         if self.log_param_norm or self.log_update_ratio:
-            params = [self._finish_one(v) for v in values[n: 2 * n]]
+            params = [self._finish_one(v) for v in values[n : 2 * n]]
             if self.log_param_norm:
                 scalars.update({f"param_norm/{g}": v for g, v in zip(grouping.groups, params)})
             if self.log_update_ratio:
-                updates = [self._finish_one(v) for v in values[2 * n: 3 * n]]
+                updates = [self._finish_one(v) for v in values[2 * n : 3 * n]]
                 for g, upd, par in zip(grouping.groups, updates, params):
                     if par > 0 and math.isfinite(upd):
                         scalars[f"update_ratio/{g}"] = upd / par

@@ -11,8 +11,7 @@ def describe(step: int, bad: Sequence[tuple[str, float]], total_groups: int, lim
     shown = ", ".join(f"{name} ({'nan' if value != value else value})" for name, value in bad[:limit])
     more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
     return (
-        f"non-finite gradients at step {step} (before clipping) in {len(bad)} of {total_groups} groups: "
-        f"{shown}{more}"
+        f"non-finite gradients at step {step} (before clipping) in {len(bad)} of {total_groups} groups: {shown}{more}"
     )
 
 

@@ -32,7 +32,7 @@ def grad_norm_table(log_history: list[dict[str, Any]]) -> GradNormTable:
             continue
         for key, value in entry.items():
             if key.startswith(PREFIX) and key != SKIPPED and isinstance(value, (int, float)):
-                group = key[len(PREFIX):]
+                group = key[len(PREFIX) :]
                 groups.setdefault(group, None)
                 by_step.setdefault(int(entry["step"]), {})[group] = float(value)
     steps = sorted(by_step)
@@ -58,8 +58,9 @@ def plot_heatmap(table: GradNormTable, path: Path, *, width: float = 10.0, dpi: 
         vmin, vmax = vmin / 2, vmax * 2
     height = max(3.0, 1.5 + 0.28 * len(table.groups))
     fig, ax = plt.subplots(figsize=(width, height))
-    image = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap="viridis",
-                      norm=LogNorm(vmin=vmin, vmax=vmax))
+    image = ax.imshow(
+        masked, aspect="auto", interpolation="nearest", cmap="viridis", norm=LogNorm(vmin=vmin, vmax=vmax)
+    )
     ax.set_yticks(range(len(table.groups)), labels=table.groups, fontsize=7 if len(table.groups) > 20 else 9)
     ticks = np.linspace(0, len(table.steps) - 1, num=min(len(table.steps), 12)).round().astype(int)
     ax.set_xticks(ticks, labels=[str(table.steps[i]) for i in ticks])

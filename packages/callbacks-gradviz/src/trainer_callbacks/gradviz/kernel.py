@@ -93,9 +93,7 @@ class GroupNormKernel:
             for (device, dtype), positions in by_key.items()
         ]
         self.out_device = self.buckets[0].device if self.buckets else torch.device("cpu")
-        self.out_dtype = (
-            torch.float64 if any(b.dtype == torch.float64 for b in self.buckets) else torch.float32
-        )
+        self.out_dtype = torch.float64 if any(b.dtype == torch.float64 for b in self.buckets) else torch.float32
 
     @classmethod
     def for_tensors(

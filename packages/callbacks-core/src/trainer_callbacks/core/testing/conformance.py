@@ -383,8 +383,8 @@ def check_unrelated_metrics(factory: Factory, setup: CheckSetup) -> None:
         monitored = base.args.metric_for_best_model
 
         def related(key: str) -> bool:
-            bare = key[len("eval_"):] if key.startswith("eval_") else key
-            if monitored and bare == (monitored[len("eval_"):] if monitored.startswith("eval_") else monitored):
+            bare = key[len("eval_") :] if key.startswith("eval_") else key
+            if monitored and bare == (monitored[len("eval_") :] if monitored.startswith("eval_") else monitored):
                 return True
             return f'"{key}"' in named_in_options or f'"{bare}"' in named_in_options
 

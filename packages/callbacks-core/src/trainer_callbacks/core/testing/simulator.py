@@ -76,6 +76,7 @@ def _saved_callback_states(state: TrainerState) -> dict[str, Any]:
     """
     return cast("dict[str, Any]", state.stateful_callbacks)
 
+
 LossFn = Callable[[torch.nn.Module, int], torch.Tensor]
 
 
@@ -289,9 +290,7 @@ class Simulation:
 
     def _init_training_state(self, plan: TrainingPlan, saved: SavedCheckpoint | None) -> tuple[int, int]:
         args = self.args
-        self.state = TrainerState(
-            stateful_callbacks=_exportable([*self.callbacks, self.control])
-        )
+        self.state = TrainerState(stateful_callbacks=_exportable([*self.callbacks, self.control]))
         self.state.is_hyper_param_search = False
         self.state.train_batch_size = args.train_batch_size
         self.state.compute_steps(args, plan.max_steps)
