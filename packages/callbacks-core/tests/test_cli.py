@@ -91,3 +91,23 @@ def test_plot_draws_the_curves_from_trainer_state(tmp_path: Path) -> None:
 def test_plot_without_a_trainer_state_says_what_to_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plot", str(tmp_path)]) == 2
     assert "no trainer_state.json" in capsys.readouterr().err
+
+
+def test_frequent_events_become_ticks_and_rare_ones_stay_lines() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trainer_callbacks.core.plotting import FREQUENT, PlotEvent, _mark_events
+
+    prunes = [PlotEvent(step=10 * i, label="pruned", kind="prune") for i in range(1, FREQUENT + 3)]
+    stop = PlotEvent(step=75, label="early stop", kind="early_stop")
+    fig, ax = plt.subplots()
+    _mark_events(ax, [*prunes, stop], {"prune": "red", "early_stop": "blue"})
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    plt.close(fig)
+    ticks = lines[f"prune ({len(prunes)})"]
+    assert list(ticks.get_xdata()) == [e.step for e in prunes] and ticks.get_marker() == "|"
+    assert list(lines["early stop"].get_xdata()) == [75, 75]  # a full-height vertical line

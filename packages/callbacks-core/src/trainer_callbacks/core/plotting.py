@@ -59,6 +59,35 @@ def series(log_history: list[dict[str, Any]], key: str) -> tuple[list[int], list
     return steps, values
 
 
+FREQUENT = 6
+"""A kind with more events than this (checkpoint prunes, say) is drawn as ticks along the
+bottom of the axes, so that the rare ones (a stop, an LR cut) stay readable as lines."""
+
+
+def _mark_events(ax: Any, events: list[PlotEvent], colours: dict[str, Any]) -> None:
+    by_kind: dict[str, list[PlotEvent]] = {}
+    for event in events:
+        by_kind.setdefault(event.kind, []).append(event)
+    frequent = {kind for kind, group in by_kind.items() if len(group) > FREQUENT}
+    for kind in sorted(frequent):
+        steps = [event.step for event in by_kind[kind]]
+        ax.plot(
+            steps,
+            [0.0] * len(steps),
+            linestyle="none",
+            marker="|",
+            markersize=12,
+            color=colours[kind],
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label=f"{kind} ({len(steps)})",
+        )
+    styles = ["--", ":", "-."]
+    for i, kind in enumerate(sorted(set(by_kind) - frequent)):  # drawn last: on top
+        for event in by_kind[kind]:
+            ax.axvline(event.step, color=colours[kind], linestyle=styles[i % 3], linewidth=2, label=event.label)
+
+
 def plot_run(source: str | Path, output_dir: str | Path | None = None) -> list[Path]:
     """Write ``curves.png`` and every plugin's figures; returns the paths written."""
     import matplotlib
@@ -81,7 +110,7 @@ def plot_run(source: str | Path, output_dir: str | Path | None = None) -> list[P
     panels = [(key, title) for key, title in panels if series(history, key)[0]]
     fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(10, 3 * max(len(panels), 1)), squeeze=False)
     kinds = sorted({event.kind for event in events})
-    colours = {kind: plt.get_cmap("tab10")(i % 10) for i, kind in enumerate(kinds)}
+    colours = {kind: plt.get_cmap("tab10")((i + 1) % 10) for i, kind in enumerate(kinds)}  # C0 is the curve
     for ax, (key, title) in zip(axes[:, 0], panels):
         steps, values = series(history, key)
         ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=key)
@@ -89,8 +118,7 @@ def plot_run(source: str | Path, output_dir: str | Path | None = None) -> list[P
         ax.set_xlabel("global step")
         if key == "learning_rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        for event in events:
-            ax.axvline(event.step, color=colours[event.kind], linestyle="--", linewidth=1, label=event.label)
+        _mark_events(ax, events, colours)
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize="small", loc="best")
