@@ -289,6 +289,21 @@ def test_demo_with_config_file_and_local_model(tmp_path: Path, run_cli: Any, req
         assert len(losses) == first_stall + 1
 
 
+def test_a_bad_config_is_a_clear_error_and_keeps_the_previous_output(
+    tmp_path: Path, run_cli: Any, require_plugins: Any
+) -> None:
+    require_plugins("earlystop")
+    from trainer_callbacks.core.demo import prepare_output_dir
+
+    out = prepare_output_dir(tmp_path / "out")
+    (out / "trainer_state.json").write_text("{}")  # a previous demo's output
+    (tmp_path / "bad.toml").write_text("[earlystop]\npatiense = 2\n")
+    result = run_cli(["demo", "--quick", "--config", "bad.toml", "--output-dir", str(out)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "has no option 'patiense'" in result.stderr and "Did you mean 'patience'?" in result.stderr
+    assert (out / "trainer_state.json").read_text() == "{}"
+
+
 def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path: Path) -> None:
     from trainer_callbacks.core.demo import MARKER, prepare_output_dir
     from trainer_callbacks.core.errors import ConfigurationError

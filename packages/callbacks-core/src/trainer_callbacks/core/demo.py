@@ -270,10 +270,10 @@ def run(
     from trainer_callbacks.core.factory import create_all, load_config
 
     tables = load_config(callback_config)
+    callbacks = create_all(tables)  # a bad config fails here, before the previous output is replaced
     out = prepare_output_dir(Path(output_dir)).resolve()
     report_to = available_trackers(notes)
     mlflow_uri = tracking_environment(out, "mlflow" in report_to)
-    callbacks = create_all(tables)
     print(
         "trainer-callbacks demo: callbacks "
         + (", ".join(f"{name} {opts}" if opts else name for name, opts in tables.items()) or "(none installed)")
