@@ -155,6 +155,14 @@ def test_checkpoint_claims_match_the_folder(demo: DemoRun, require_plugins: Any)
     counts = demo.line(r"(\d+) checkpoint\(s\) deleted, ([\d.]+ [KMG]?i?B) freed")
     assert int(counts[1]) == len(saved) - len(on_disk)
     assert sum(v for _, v in demo.scalars("checkpoint/deleted")) == len(saved) - len(on_disk)
+    # the demo's own line names them: kept ..., deleted N (steps a-b, c)
+    line = demo.line(r"checkpoints saved every (\d+) steps: kept (.+?); deleted (\d+) \(steps (.+)\)")
+    assert int(line[1]) == save_steps and line[2].split(", ") == on_disk and int(line[3]) == len(saved) - len(on_disk)
+    named: list[int] = []
+    for part in line[4].split(", "):
+        first, _, last = part.partition("-")
+        named.extend(range(int(first), int(last or first) + 1, save_steps))
+    assert named == [s for s in saved if f"checkpoint-{s}" not in on_disk]
     one = sum(f.stat().st_size for f in (demo.out / on_disk[0]).rglob("*") if f.is_file())
     assert _size(counts[2]) == pytest.approx(int(counts[1]) * one, rel=0.05)
 

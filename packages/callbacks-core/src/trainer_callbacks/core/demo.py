@@ -289,14 +289,16 @@ def run(
 
     plots = _plots(out, notes)
     tb_dir = out / "runs" if "tensorboard" in report_to else None
+    state = load_state(out)
     summary = summarize(
-        load_state(out),
+        state,
         out,
         metric_name=METRIC,
         plots=plots,
         tensorboard_dir=tb_dir,
         mlflow_uri=mlflow_uri,
         notes=notes,
+        facts=[line for line in [checkpoint_line(out, state)] if line],
     )
     text = summary.text()
     (out / "summary.txt").write_text(text + "\n")
@@ -343,6 +345,31 @@ def _build_trainer(
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(quiet_progress_bar())
     return trainer
+
+
+def _ranges(steps: list[int], every: int) -> str:
+    """``[25, 50, 75, 125]`` every 25 -> ``"25-75, 125"``."""
+    parts: list[list[int]] = []
+    for step in steps:
+        if parts and step - parts[-1][-1] == every:
+            parts[-1].append(step)
+        else:
+            parts.append([step])
+    return ", ".join(f"{p[0]}-{p[-1]}" if len(p) > 1 else str(p[0]) for p in parts)
+
+
+def checkpoint_line(out: Path, state: Mapping[str, Any]) -> str | None:
+    """Which checkpoints the run kept and which it deleted (the demo saves every ``save_steps`` steps)."""
+    every, last = int(state.get("save_steps") or 0), int(state.get("global_step", 0))
+    if every <= 0:
+        return None
+    saved = list(range(every, last + 1, every))
+    kept = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    deleted = [step for step in saved if step not in kept]
+    if not saved:
+        return None
+    line = f"checkpoints saved every {every} steps: kept {', '.join(f'checkpoint-{s}' for s in kept) or 'none'}"
+    return line + (f"; deleted {len(deleted)} (steps {_ranges(deleted, every)})" if deleted else "; none deleted")
 
 
 def _plots(out: Path, notes: list[str]) -> list[Path]:

@@ -37,6 +37,8 @@ class RunSummary:
     best_checkpoint: str | None = None
     last_eval: dict[str, float] = field(default_factory=dict)
     plugin_lines: dict[str, list[str]] = field(default_factory=dict)
+    facts: list[str] = field(default_factory=list)
+    """Lines the caller adds after the plugins' (the demo: which checkpoints were deleted)."""
     plots: list[Path] = field(default_factory=list)
     tensorboard_dir: Path | None = None
     mlflow_uri: str | None = None
@@ -67,6 +69,7 @@ class RunSummary:
             out.append("Last eval: " + ", ".join(f"{k} {v:.4g}" for k, v in self.last_eval.items()))
         for lines in self.plugin_lines.values():
             out.extend(f"- {line}" for line in lines)
+        out.extend(f"- {line}" for line in self.facts)
         out.append(f"Outputs in {self.output_dir}: trainer_state.json, model, checkpoints")
         if self.plots:
             out.append("  plots:       " + ", ".join(str(p) for p in self.plots))
@@ -135,6 +138,7 @@ def summarize(
     tensorboard_dir: Path | None = None,
     mlflow_uri: str | None = None,
     notes: list[str] | None = None,
+    facts: list[str] | None = None,
 ) -> RunSummary:
     """A :class:`RunSummary` from a ``trainer_state.json`` dict and the plugins' hooks."""
     history = list(state.get("log_history", []))
@@ -154,6 +158,7 @@ def summarize(
         tensorboard_dir=tensorboard_dir,
         mlflow_uri=mlflow_uri,
         notes=list(notes or []),
+        facts=list(facts or []),
         train_seconds=train_seconds,
     )
 
