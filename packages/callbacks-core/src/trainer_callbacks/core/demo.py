@@ -368,7 +368,11 @@ def checkpoint_line(out: Path, state: Mapping[str, Any]) -> str | None:
     deleted = [step for step in saved if step not in kept]
     if not saved:
         return None
-    line = f"checkpoints saved every {every} steps: kept {', '.join(f'checkpoint-{s}' for s in kept) or 'none'}"
+    if len(kept) <= 4:
+        shown = ", ".join(f"checkpoint-{s}" for s in kept) or "none"
+    else:
+        shown = f"{len(kept)} (steps {_ranges(kept, every)})"
+    line = f"checkpoints saved every {every} steps: kept {shown}"
     return line + (f"; deleted {len(deleted)} (steps {_ranges(deleted, every)})" if deleted else "; none deleted")
 
 
