@@ -56,3 +56,14 @@ def test_summary_names_largest_and_smallest_groups() -> None:
     lines = summary_lines(grad_norm_table(history(9)))
     assert "largest median gradient norm: classifier" in lines[1]
     assert "smallest median gradient norm: bert.embeddings" in lines[2]
+
+
+def test_summary_lists_never_share_a_group() -> None:
+    table = grad_norm_table(history(9))
+    lines = summary_lines(table, count=len(table.groups))  # asks for more than half each way
+    named = [{part.split(" (")[0] for part in line.split("norm: ", 1)[1].split(", ")} for line in lines[1:]]
+    assert len(named) == 2 and not (named[0] & named[1])
+    import math
+
+    measured = {g for g, row in zip(table.groups, table.values) if any(math.isfinite(v) for v in row)}
+    assert named[0] | named[1] == measured

@@ -84,10 +84,13 @@ def summary_lines(table: GradNormTable, count: int = 3) -> list[str]:
     if not medians:
         return []
     medians.sort(reverse=True)
-    top = ", ".join(f"{g} ({v:.3g})" for v, g in medians[:count])
-    bottom = ", ".join(f"{g} ({v:.3g})" for v, g in medians[::-1][:count])
-    return [
+    # The two lists never share a group: with few groups the smallest get what the largest left.
+    largest = medians[: min(count, (len(medians) + 1) // 2)]
+    smallest = medians[len(largest) :][::-1][:count]
+    lines = [
         f"gradviz: {len(table.groups)} groups over {len(table.steps)} logged steps",
-        f"gradviz: largest median gradient norm: {top}",
-        f"gradviz: smallest median gradient norm: {bottom}",
+        "gradviz: largest median gradient norm: " + ", ".join(f"{g} ({v:.3g})" for v, g in largest),
     ]
+    if smallest:
+        lines.append("gradviz: smallest median gradient norm: " + ", ".join(f"{g} ({v:.3g})" for v, g in smallest))
+    return lines

@@ -72,7 +72,11 @@ def summary_lines(log_history: Sequence[Mapping[str, Any]]) -> list[str]:
         why = ""
         if r.monitor is not None and r.plateau_evaluations is not None:
             why = f" ({r.monitor} plateaued {r.plateau_evaluations} evaluations)"
-        lrs = ", ".join(f"{o:.3g} -> {n:.3g}" for o, n in zip(r.old_lrs, r.new_lrs))
+        pairs = list(zip(r.old_lrs, r.new_lrs))
+        if len(pairs) > 1 and len(set(pairs)) == 1:
+            lrs = f"{pairs[0][0]:.3g} -> {pairs[0][1]:.3g} (all {len(pairs)} param groups)"
+        else:
+            lrs = ", ".join(f"{o:.3g} -> {n:.3g}" for o, n in pairs)
         lines.append(f"LR reduced x{r.factor:.3g} at step {r.step}{why}: {lrs}")
     final = watched[-1][names.SCALE] if watched else None
     if final is not None:
