@@ -26,8 +26,8 @@ test: install
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check packages tests bench
-	$(BIN)/ruff format --check packages tests bench
+	$(BIN)/ruff check packages tests bench examples
+	$(BIN)/ruff format --check packages tests bench examples
 
 typecheck: install
 	$(BIN)/mypy
