@@ -155,6 +155,13 @@ def main(mode: str, out_dir: str) -> None:
         "pruner_progress": pruner.state()["attributes"]["progress"],
     }
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    # Leave the process group before exit: a gloo group still alive at interpreter exit can
+    # abort a rank ("terminate called without an active exception") after the work is done.
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

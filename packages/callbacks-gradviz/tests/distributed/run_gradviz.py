@@ -74,6 +74,17 @@ def trainer_run(mode: str, out: str) -> None:
     if trainer.is_world_process_zero():
         with open(out, "w") as f:
             json.dump({"log_history": trainer.state.log_history, "world_size": world, **_sharding(cb)}, f)
+    _shutdown()
+
+
+def _shutdown() -> None:
+    """Leave the process group before exit: a gloo group still alive at interpreter exit can
+    abort a rank ("terminate called without an active exception") after the work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _sharding(cb: Any) -> dict[str, Any]:
