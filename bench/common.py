@@ -146,7 +146,8 @@ class HookTimer:
 
         setattr(obj, attr, timed)
 
-    def instrument(self, label: str, callback: Any) -> None:
+    def instrument(self, label: str, callback: Any, hooks_label: str | None = None) -> None:
+        """Time every ``on_*`` method of ``callback`` (and gradviz's model hooks, under ``hooks_label``)."""
         for attr in dir(type(callback)):
             if attr.startswith("on_") and callable(getattr(callback, attr)):
                 self.wrap(label, callback, attr)
@@ -154,7 +155,7 @@ class HookTimer:
         if capture is not None:
             for attr in ("_after_forward", "_backward_started", "_run"):
                 if hasattr(capture, attr):
-                    self.wrap(label, capture, attr)
+                    self.wrap(hooks_label or label, capture, attr)
 
 
 # ---- results --------------------------------------------------------------------------------------------------

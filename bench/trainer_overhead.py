@@ -200,7 +200,7 @@ class Bench:
         trainer = self.trainer(setting, plugins)
         timer = HookTimer()
         for name, cb in zip(plugins, [cb for cb in trainer.callback_handler.callbacks if _is_plugin(cb)]):
-            timer.instrument(name, cb)
+            timer.instrument(name, cb, hooks_label=f"{name} (backward hooks)")
         start = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - start
@@ -333,18 +333,19 @@ def run(quick: bool = False) -> BenchResult:
             )
             if plugins:
                 per_plugin, step_seconds = bench.instrumented(setting, plugins)
-                for name in plugins:
-                    spent = per_plugin.get(name, 0.0)
+                for name in sorted(per_plugin, key=lambda k: (plugins.index(k.split(" ")[0]), k)):
+                    spent = per_plugin[name]
                     attribution_rows.append([setting.name, name, fmt_time(spent), f"{100 * spent / step_seconds:.2f}%"])
                 total = sum(per_plugin.values())
                 attribution_rows.append([setting.name, "all", fmt_time(total), f"{100 * total / step_seconds:.2f}%"])
                 result.medians[f"{setting.name}/inside plugins per step"] = max(total, 1e-9)
                 if setting.name == "defaults":
                     all_cmp = compare(samples, "none", "all")
-                    met = all_cmp.ratio <= 1.02
+                    met = all_cmp.ratio <= 1.02 and defaults_step_cmp.ratio <= 1.02
                     result.goals.append(
                         Goal(
-                            text="all plugins at defaults: steps/s ratio (none / all) <= 1.02",
+                            text="all plugins at defaults: steps/s ratio (none / all) <= 1.02 "
+                            "(whole-run and median-step ratios)",
                             measured=f"{all_cmp.ratio:.3f} ({all_cmp.spread}); median-step ratio "
                             f"{defaults_step_cmp.ratio:.3f} ({defaults_step_cmp.spread}); inside plugin code: "
                             f"{100 * total / step_seconds:.2f}% of a step",
