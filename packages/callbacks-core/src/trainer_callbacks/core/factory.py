@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer_callbacks.core.errors import ConfigurationError, UnknownCallbackError, UnknownOptionError
-from trainer_callbacks.core.plugins import FIRST_PARTY, callback_specs, registry
+from trainer_callbacks.core.plugins import FIRST_PARTY, registry
 from trainer_callbacks.core.spec import CallbackSpec
 
 
