@@ -70,6 +70,24 @@ def test_warn_logs_the_group_once_per_step_and_goes_on(run_trainer) -> None:
     assert trainer.state.global_step == 3
 
 
+def test_warn_checks_only_measured_steps_and_names_the_group_there(run_trainer) -> None:
+    # The poisoned step 1 is not logged (logging_steps=2): "warn" costs nothing there. The NaN update
+    # it causes makes step 2's gradients non-finite, and the measured step 2 reports it.
+    model = tiny_bert()
+    ref: list = []
+    poison(model, "classifier.weight", at_step=1, trainer_ref=ref)
+    trainer = run_trainer(
+        [GradNormLogger(on_nonfinite="warn")], model=model, train=False, max_steps=2, logging_steps=2, max_grad_norm=1.0
+    )
+    ref.append(trainer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    ours = [str(w.message) for w in caught if issubclass(w.category, NonFiniteGradientWarning)]
+    assert len(ours) == 1 and "step 2" in ours[0]
+    assert list(logged(trainer.state.log_history, "grad_nonfinite/")) == [2]
+
+
 def test_ignore_checks_nothing_on_unlogged_steps(run_trainer) -> None:
     model = tiny_bert()
     ref: list = []
