@@ -199,3 +199,20 @@ def test_concurrent_pruners_neither_crash_nor_double_delete(
     # every doomed checkpoint was claimed by exactly one process
     assert sum(count for _, count in outcomes) == step - len(expected)
     assert set(os.listdir(run)) == expected
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "setpriority") or os.uname().sysname != "Linux", reason="per-thread nice is Linux"
+)
+def test_the_background_deleter_runs_at_the_lowest_cpu_priority_and_only_it(tmp_path: Path) -> None:
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    deleter = deletion.Deleter(background=True)
+    doomed = tmp_path / "doomed"
+    doomed.mkdir()
+    deleter.submit(deletion.Removal(step=1, names=("doomed",)), [doomed]).result()
+    assert deleter._executor is not None
+    worker_nice = deleter._executor.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    deleter.close()
+    assert worker_nice == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # training threads untouched
+    assert not doomed.exists()
