@@ -20,8 +20,9 @@ gradients into numbers on the host, interleaved round by round:
   ``max().item()``, ``histc(64 bins)``, ``linspace`` edges and ``.tolist()`` of both, per
   parameter (the wandb.Histogram object and the upload are left out: a lower bound).
 
-Also measured: gradviz's cost on a step that is NOT logged with its default
-``on_nonfinite="warn"`` (an every-step finiteness check: the fused pass and one host sync).
+Also measured: gradviz's cost on a step that is NOT logged with
+``on_nonfinite="raise"`` (its every-step finiteness check: the fused pass and one host sync;
+the default ``"warn"`` checks only logged steps and costs nothing there).
 """
 
 from __future__ import annotations
@@ -252,8 +253,8 @@ def run(quick: bool = False) -> BenchResult:
         )
     )
     result.notes.append(
-        "'gradviz unlogged step' is the every-step finiteness check of the default on_nonfinite='warn' on steps "
-        "that are not logged (on_nonfinite='ignore' costs nothing there)."
+        "'gradviz unlogged step' is the every-step finiteness check of on_nonfinite='raise' on steps "
+        "that are not logged (the default 'warn' and 'ignore' cost nothing there)."
     )
     result.wall_seconds = time.perf_counter() - started
     return result
