@@ -201,9 +201,7 @@ def test_concurrent_pruners_neither_crash_nor_double_delete(
     assert set(os.listdir(run)) == expected
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "setpriority") or os.uname().sysname != "Linux", reason="per-thread nice is Linux"
-)
+@pytest.mark.skipif(not hasattr(os, "setpriority") or os.uname().sysname != "Linux", reason="per-thread nice is Linux")
 def test_the_background_deleter_runs_at_the_lowest_cpu_priority_and_only_it(tmp_path: Path) -> None:
     main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     deleter = deletion.Deleter(background=True)
