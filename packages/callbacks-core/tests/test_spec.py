@@ -50,3 +50,22 @@ def test_factory_is_imported_lazily_from_its_import_string() -> None:
     import collections
 
     assert spec.load_factory() is collections.OrderedDict
+
+
+def test_references_round_trip_only_for_importable_objects() -> None:
+    import json
+
+    from trainer_callbacks.core.references import import_reference, reference_of
+
+    assert reference_of(json.dumps) == "json:dumps"
+    assert import_reference("json:dumps") is json.dumps
+    assert import_reference("os.path:join") is __import__("os").path.join
+    assert reference_of(lambda x: x) is None  # a lambda cannot be imported back
+
+    def local() -> None: ...
+
+    assert reference_of(local) is None
+    with pytest.raises(ValueError, match=r"package\.module:attribute"):
+        import_reference("json.dumps")
+    with pytest.raises(AttributeError):
+        import_reference("json:no_such_function")

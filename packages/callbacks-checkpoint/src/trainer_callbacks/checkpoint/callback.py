@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_
 from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core.references import import_reference, reference_of
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +33,12 @@ KeepCallable = Callable[[CheckpointInfo], Any]
 
 
 def _import_keep(ref: str) -> KeepCallable:
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): write an importable function as 'module:function'")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_reference(ref)
+    except ValueError:
+        raise ConfigurationError(
+            f"CheckpointPruner(keep={ref!r}): write an importable function as 'module:function'"
+        ) from None
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): cannot import it ({exc})") from None
     if not callable(obj):
@@ -49,13 +48,7 @@ def _import_keep(ref: str) -> KeepCallable:
 
 def _keep_reference(fn: KeepCallable) -> str | None:
     """``'module:qualname'`` if importing it gives back ``fn``, else ``None``."""
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
-        return None
-    try:
-        return f"{module}:{qualname}" if _import_keep(f"{module}:{qualname}") is fn else None
-    except ConfigurationError:
-        return None
+    return reference_of(fn)
 
 
 def _check_count(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:

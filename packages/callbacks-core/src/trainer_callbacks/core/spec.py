@@ -9,12 +9,13 @@ instead pass ``options`` explicitly.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from trainer_callbacks.core.references import import_reference
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -59,11 +60,7 @@ class CallbackSpec:
         """Import and return the factory."""
         if callable(self.factory):
             return self.factory
-        module_name, _, attr = self.factory.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj  # type: ignore[no-any-return]
+        return import_reference(self.factory)  # type: ignore[no-any-return]
 
     def option_specs(self) -> tuple[OptionSpec, ...]:
         """The options, explicit or read from the factory."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import warnings
@@ -13,6 +12,7 @@ import torch
 
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core.references import import_reference
 from trainer_callbacks.core.reporting import report_histogram
 from trainer_callbacks.gradviz.capture import BackwardEndCapture
 from trainer_callbacks.gradviz.errors import NonFiniteGradientError, NonFiniteGradientWarning, describe
@@ -39,12 +39,9 @@ def _resolve_group_by(group_by: Any) -> tuple[str | Callable[[str], str], str]:
     if group_by in GROUP_BY_CHOICES:
         return group_by, group_by
     if ":" in group_by:
-        module, _, qualname = group_by.partition(":")
         try:
-            target: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as exc:
+            target = import_reference(group_by)
+        except (ValueError, ImportError, AttributeError) as exc:
             raise ConfigurationError(f"GradNormLogger(group_by={group_by!r}): cannot import it ({exc})") from None
         if callable(target):
             return target, group_by
