@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transformers.trainer_callback import ExportableState, TrainerCallback
+from transformers.trainer_callback import TrainerCallback
 
-from trainer_callbacks.core.testing import RecordingCallback, simulate, strategies, trace
+from trainer_callbacks.core.testing import CountingCallback, RecordingCallback, simulate, strategies, trace
 from trainer_callbacks.core.testing.real_trainer import run_trainer
 
 FLAGS = ("should_training_stop", "should_epoch_stop", "should_evaluate", "should_save", "should_log")
@@ -60,24 +60,6 @@ class ScriptedControl(TrainerCallback):
             return control
 
         return handler
-
-
-class Counter(TrainerCallback, ExportableState):
-    """A stateful callback: counts optimizer steps and evaluations (its state goes into checkpoints)."""
-
-    def __init__(self, tag: str = "a") -> None:
-        self.tag = tag
-        self.steps = 0
-        self.evals = 0
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.steps += 1
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.evals += 1
-
-    def state(self) -> dict[str, Any]:
-        return {"args": {"tag": self.tag}, "attributes": {"steps": self.steps, "evals": self.evals}}
 
 
 scripts = st.lists(st.tuples(st.sampled_from(SCRIPT_EVENTS), st.integers(0, 12), st.sampled_from(FLAGS)), max_size=3)
@@ -126,7 +108,7 @@ def _run_both(setup: strategies.TrainingSetup, script: list[tuple[str, int, str]
     try:
         trainer = run_trainer(
             strategies.build_args(setup.kwargs, real_dir),
-            [ScriptedControl(script), Counter(), real_rec],
+            [ScriptedControl(script), CountingCallback(), real_rec],
             train_dataset_len=setup.train_dataset_len,
         )
     except Exception as exc:  # the simulator must then fail the same way
@@ -135,7 +117,7 @@ def _run_both(setup: strategies.TrainingSetup, script: list[tuple[str, int, str]
     try:
         sim = simulate(
             strategies.build_args(setup.kwargs, sim_dir),
-            [ScriptedControl(script), Counter(), sim_rec],
+            [ScriptedControl(script), CountingCallback(), sim_rec],
             losses or None,
             train_dataset_len=setup.train_dataset_len,
             save_checkpoints=True,

@@ -18,26 +18,9 @@ from typing import Any
 
 import pytest
 from transformers import EarlyStoppingCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState, TrainerCallback
 
-from trainer_callbacks.core.testing import RecordingCallback, Simulation, simulate, trace
+from trainer_callbacks.core.testing import CountingCallback, RecordingCallback, Simulation, simulate, trace
 from trainer_callbacks.core.testing.real_trainer import build_trainer, run_trainer
-
-
-class Counter(TrainerCallback, ExportableState):
-    def __init__(self, tag: str = "a") -> None:
-        self.tag = tag
-        self.steps = 0
-        self.evals = 0
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.steps += 1
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.evals += 1
-
-    def state(self) -> dict[str, Any]:
-        return {"args": {"tag": self.tag}, "attributes": {"steps": self.steps, "evals": self.evals}}
 
 
 def metrics_like(events: list[Any]) -> Any:
@@ -88,14 +71,14 @@ def _callbacks(twins: bool = True) -> list[Any]:
     # share: ``_save_checkpoint`` APPENDS their states to the list in ``stateful_callbacks`` at every
     # save, and ``_load_callback_state`` zips the instances with the FIRST entries of that list (the
     # states at train begin), so twins are restored stale.
-    counters = [Counter("a"), Counter("b")] if twins else [Counter("a")]
+    counters = [CountingCallback("a"), CountingCallback("b")] if twins else [CountingCallback("a")]
     return [*counters, EarlyStoppingCallback(early_stopping_patience=3), RecordingCallback()]
 
 
 def _summary(callbacks: list[Any]) -> list[Any]:
     out = []
     for cb in callbacks:
-        if isinstance(cb, Counter):
+        if isinstance(cb, CountingCallback):
             out.append(("Counter", cb.tag, cb.steps, cb.evals))
         elif isinstance(cb, EarlyStoppingCallback):
             out.append(("EarlyStopping", cb.early_stopping_patience_counter))
@@ -154,15 +137,15 @@ def test_resume_from_every_checkpoint_matches(
         ]
         # which instances the handler holds (restored ones are new objects, appended last) and their counters
         real_held = [
-            cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (Counter, EarlyStoppingCallback))
+            cb for cb in trainer.callback_handler.callbacks if isinstance(cb, (CountingCallback, EarlyStoppingCallback))
         ]
-        sim_held = [cb for cb in sim.callbacks if isinstance(cb, (Counter, EarlyStoppingCallback))]
+        sim_held = [cb for cb in sim.callbacks if isinstance(cb, (CountingCallback, EarlyStoppingCallback))]
         assert _summary(sim_held) == _summary(real_held), name
         assert sim.control == trainer.control
         assert sorted(os.listdir(sim_copy)) == sorted(p for p in os.listdir(real_copy))
         if restore:
-            assert not any(cb in real_held for cb in real_cbs if isinstance(cb, Counter))  # replaced
-            assert not any(cb in sim_held for cb in sim_cbs if isinstance(cb, Counter))
+            assert not any(cb in real_held for cb in real_cbs if isinstance(cb, CountingCallback))  # replaced
+            assert not any(cb in sim_held for cb in sim_cbs if isinstance(cb, CountingCallback))
 
 
 def test_simulator_resumes_its_own_in_memory_checkpoints(tmp_path: Path) -> None:
@@ -190,13 +173,13 @@ def test_simulator_resumes_its_own_in_memory_checkpoints(tmp_path: Path) -> None
 def test_several_train_calls_match(fast_real_trainer: None, tmp_path: Path) -> None:
     """``trainer.train()`` twice on one Trainer, then a new Trainer reusing the instances (hyperparameter search)."""
     kw = dict(max_steps=5, eval_strategy="steps", eval_steps=2, save_strategy="no", logging_steps=2)
-    real_cbs = [Counter(), EarlyStoppingCallback(early_stopping_patience=1), RecordingCallback()]
+    real_cbs = [CountingCallback(), EarlyStoppingCallback(early_stopping_patience=1), RecordingCallback()]
     trainer = build_trainer(_args(str(tmp_path / "r"), False, **kw), real_cbs, train_dataset_len=5)
     trainer.train()
     trainer.train()
     build_trainer(_args(str(tmp_path / "r"), False, **kw), real_cbs, train_dataset_len=5).train()
 
-    sim_cbs = [Counter(), EarlyStoppingCallback(early_stopping_patience=1), RecordingCallback()]
+    sim_cbs = [CountingCallback(), EarlyStoppingCallback(early_stopping_patience=1), RecordingCallback()]
     metrics = metrics_like(real_cbs[-1].events)
     sim = Simulation(_args(str(tmp_path / "s"), False, **kw), sim_cbs, metrics, train_dataset_len=5)
     sim.train()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         checks,
         parametrize_with_checks,
     )
-    from trainer_callbacks.core.testing.recording import Event, RecordingCallback, log_keys, trace
+    from trainer_callbacks.core.testing.recording import CountingCallback, Event, RecordingCallback, log_keys, trace
     from trainer_callbacks.core.testing.simulator import Simulation, as_process, simulate
     from trainer_callbacks.core.testing.tiny_bert_trainer import (
         TokenTask,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallbackCheckError",
+    "CountingCallback",
     "Event",
     "RecordingCallback",
     "SavedCheckpoint",
@@ -67,6 +68,7 @@ _LAZY = {
     "checks": "conformance",
     "parametrize_with_checks": "conformance",
     "Event": "recording",
+    "CountingCallback": "recording",
     "RecordingCallback": "recording",
     "log_keys": "recording",
     "trace": "recording",

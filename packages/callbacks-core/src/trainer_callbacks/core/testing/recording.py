@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from transformers.trainer_callback import TrainerCallback
+from transformers.trainer_callback import ExportableState, TrainerCallback
 
 EVENTS = (
     "on_init_end",
@@ -101,3 +101,22 @@ def trace(events: Iterable[Event], *, include_values: bool = False) -> list[tupl
 def log_keys(log_history: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     """The sorted keys of every ``state.log_history`` entry."""
     return [tuple(sorted(entry)) for entry in log_history]
+
+
+class CountingCallback(TrainerCallback, ExportableState):
+    """A minimal stateful callback in the Trainer's own style (no trainer-callbacks base class):
+    it counts optimizer steps and evaluations, and its state goes into every checkpoint."""
+
+    def __init__(self, tag: str = "a") -> None:
+        self.tag = tag
+        self.steps = 0
+        self.evals = 0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.steps += 1
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.evals += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"tag": self.tag}, "attributes": {"steps": self.steps, "evals": self.evals}}
