@@ -14,10 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+
+from trainer_callbacks.core.testing.plugin_venv import plugin_venv
 
 pytestmark = [pytest.mark.install, pytest.mark.slow]
 
@@ -70,45 +71,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     assert not (tutorial / "src" / "trainer_callbacks" / "__init__.py").exists()
     template = copy_template("tmplprobe", root)
-    wheels = root / "wheels"
-    for project in (tutorial, template):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                str(wheels),
-                str(project),
-            ],
-            check=True,
-            timeout=120,
-        )
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    # The venv sees this project's environment (core, transformers, pytest...) through a .pth that runs
-    # site.addsitedir, so the editable installs' own .pth files are honoured too.
-    (site / "_project_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(venv / "bin" / "python"),
-            "install",
-            "-q",
-            "--no-deps",
-            *map(str, sorted(wheels.glob("*.whl"))),
-        ],
-        check=True,
-        timeout=120,
-    )
+    venv = plugin_venv(root / "venv", [tutorial, template])
     return {"venv": venv, "tutorial": tutorial, "template": template}
 
 

@@ -8,12 +8,12 @@ The distribution also carries an entry point whose module raises on import.
 from __future__ import annotations
 
 import subprocess
-import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from trainer_callbacks.core.testing.plugin_venv import plugin_venv as make_plugin_venv
 
 pytestmark = pytest.mark.install
 
@@ -65,33 +65,7 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "pyproject.toml").write_text(PYPROJECT)
     (src / "throwaway_plugin" / "__init__.py").write_text(PLUGIN)
     (src / "throwaway_broken" / "__init__.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
-    wheels = root / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
-        check=True,
-    )
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    # The new venv sees this project's environment (core, transformers...) through a .pth that
-    # runs site.addsitedir, so editable installs' own .pth files are honoured too.
-    (site / "_project_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    wheel = next(wheels.glob("throwaway_plugin-*.whl"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(venv / "bin" / "python"),
-            "install",
-            "-q",
-            "--no-deps",
-            str(wheel),
-        ],
-        check=True,
-    )
-    return venv
+    return make_plugin_venv(root / "venv", [src])
 
 
 def run(venv: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
