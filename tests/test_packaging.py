@@ -1,0 +1,66 @@
+"""Packaging rules every distribution of the workspace keeps (read from the pyproject files, no install)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p for p in (ROOT / "packages").glob("callbacks-*") if (p / "pyproject.toml").is_file())
+PLUGINS = [p for p in PACKAGES if p.name != "callbacks-core"]
+TEMPLATE = ROOT / "docs" / "_template" / "callbacks-NAME" / "pyproject.toml"
+
+
+def project(pyproject: Path) -> dict:
+    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+
+
+CORE_VERSION = Version(project(ROOT / "packages" / "callbacks-core" / "pyproject.toml")["version"])
+
+
+def core_requirements(meta: dict) -> list[Requirement]:
+    requirements = list(meta.get("dependencies", []))
+    for extra in meta.get("optional-dependencies", {}).values():
+        requirements.extend(extra)
+    return [r for r in map(Requirement, requirements) if r.name == "trainer-callbacks-core"]
+
+
+@pytest.mark.parametrize(
+    "pyproject",
+    [p / "pyproject.toml" for p in PLUGINS] + [TEMPLATE],
+    ids=[p.name for p in PLUGINS] + ["template"],
+)
+def test_plugins_pin_the_core_minor_line(pyproject: Path) -> None:
+    """A plugin depends on one MINOR line of core (the contract may change between them) that holds today's core."""
+    requirements = core_requirements(project(pyproject))
+    assert requirements, f"{pyproject} does not depend on trainer-callbacks-core"
+    next_minor = Version(f"{CORE_VERSION.major}.{CORE_VERSION.minor + 1}")
+    for requirement in requirements:
+        assert CORE_VERSION in requirement.specifier, f"{pyproject}: {requirement} excludes core {CORE_VERSION}"
+        assert next_minor not in requirement.specifier, f"{pyproject}: {requirement} has no upper bound below {next_minor}"
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=[p.name for p in PACKAGES])
+def test_one_name_in_four_forms(package: Path) -> None:
+    """Folder callbacks-x, distribution trainer-callbacks-x, import trainer_callbacks.x, entry point x."""
+    short = package.name.removeprefix("callbacks-")
+    meta = project(package / "pyproject.toml")
+    assert meta["name"] == f"trainer-callbacks-{short}"
+    assert (package / "src" / "trainer_callbacks" / short / "__init__.py").is_file()
+    assert not (package / "src" / "trainer_callbacks" / "__init__.py").exists(), "breaks the PEP 420 namespace"
+    if package.name != "callbacks-core":
+        entry_points = meta["entry-points"]["trainer_callbacks"]
+        assert entry_points == {short: f"trainer_callbacks.{short}.plugin"}
+
+
+def test_core_states_how_the_contract_is_versioned() -> None:
+    readme = (ROOT / "packages" / "callbacks-core" / "README.md").read_text(encoding="utf-8")
+    pins = re.findall(r'"trainer-callbacks-core>=([\d.]+),<([\d.]+)"', readme)
+    assert pins, "core's README shows no pin of the contract's MINOR line"
+    low, high = (Version(v) for v in pins[0])
+    assert low <= CORE_VERSION < high
