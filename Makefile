@@ -8,7 +8,7 @@ PKGS   := $(sort $(wildcard packages/callbacks-*))
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test check lint typecheck bench clean
 
 $(STAMP): requirements-dev.txt $(foreach p,$(PKGS),$(p)/pyproject.toml) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ lint: install
 	$(BIN)/ruff check packages tests bench examples
 	$(BIN)/ruff format --check packages tests bench examples
 
+# The sources in one run; each tests folder in a run of its own (they share module names such as
+# conftest and test_trainer, and import their own helpers from their folder).
+TEST_DIRS := tests $(foreach p,$(PKGS),$(p)/tests)
 typecheck: install
 	$(BIN)/mypy
+	set -e; for d in $(TEST_DIRS); do MYPYPATH=$$d $(BIN)/mypy $$d; done
+
+# What CI gates before the tests: lint, format and types (sources and tests).
+check: lint typecheck
 
 bench: install
 	$(BIN)/python -m bench
