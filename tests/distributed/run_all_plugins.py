@@ -60,10 +60,7 @@ def _watch_deletions(output_dir: str) -> None:
 
 
 def main(mode: str, out_dir: str) -> None:
-    import torch
     from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
         DataCollatorWithPadding,
         Trainer,
         TrainerCallback,
@@ -72,6 +69,7 @@ def main(mode: str, out_dir: str) -> None:
 
     from trainer_callbacks.core import create_all
     from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
+    from trainer_callbacks.core.testing import tiny_bert
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -81,19 +79,14 @@ def main(mode: str, out_dir: str) -> None:
     task = TaskConfig(train_size=256, eval_size=64, seed=1)
     tokenizer = build_tokenizer(task, model_max_length=48)
     train_rows, eval_rows = generate(task)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=48,
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-            num_labels=2,
-        )
+    model = tiny_bert(
+        seed=0,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        max_position_embeddings=48,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     args = TrainingArguments(
         output_dir=output_dir,
