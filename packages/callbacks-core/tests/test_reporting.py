@@ -83,14 +83,20 @@ class RecordingWriter:
         self.calls.append((key, value, step))
 
 
-class TensorBoardCallback:  # matched by class name, like the Trainer's integration
-    def __init__(self) -> None:
-        self.tb_writer = RecordingWriter()
+def recording_tensorboard() -> Any:
+    """A transformers ``TensorBoardCallback`` (found by isinstance) whose writer records the calls."""
+    from transformers.integrations import TensorBoardCallback
+
+    class RecordingTensorBoard(TensorBoardCallback):
+        def __init__(self) -> None:  # no SummaryWriter, no files
+            self.tb_writer = RecordingWriter()
+
+    return RecordingTensorBoard()
 
 
 class Handler:
     def __init__(self) -> None:
-        self.callbacks = [TensorBoardCallback()]
+        self.callbacks = [recording_tensorboard()]
 
 
 @pytest.mark.parametrize("zero", [True, False])

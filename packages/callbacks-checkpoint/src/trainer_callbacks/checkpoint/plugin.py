@@ -30,7 +30,10 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
 
 
 def _pruners(callbacks: Sequence[Any]) -> list[Any]:
-    return [cb for cb in callbacks if type(cb).__name__ == "CheckpointPruner"]
+    # Called at train begin (torch is loaded by then); imported here so `trainer-callbacks list` stays light.
+    from trainer_callbacks.checkpoint.callback import CheckpointPruner
+
+    return [cb for cb in callbacks if isinstance(cb, CheckpointPruner)]
 
 
 def training_args_warnings(args: Any, pruners: Sequence[Any]) -> list[str]:

@@ -30,8 +30,8 @@ from typing import Any
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from trainer_callbacks.core import reporting
+from trainer_callbacks.core.compat import callback_handler
 from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.core.handler import find_callback_handler
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class PluginCallback(TrainerCallback, ExportableState):
         return self._handler_ref() if self._handler_ref is not None else None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        handler = find_callback_handler()
+        handler = callback_handler()
         self._handler_ref = weakref.ref(handler) if handler is not None else None
         siblings: Sequence[Any] = handler.callbacks if handler is not None else [self]
         first = next((cb for cb in siblings if isinstance(cb, PluginCallback)), self)

@@ -28,6 +28,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trainer_callbacks.core import compat
+
 _MLFLOW_BAD_CHARS = re.compile(r"[^0-9A-Za-z_\-\.\ :/]")
 
 
@@ -37,17 +39,11 @@ def mlflow_key(key: str) -> str:
 
 
 class _Trackers:
-    """The integration callbacks of one ``CallbackHandler``."""
+    """The integration callbacks of one ``CallbackHandler`` (found through :mod:`.compat`)."""
 
-    def __init__(self, callbacks: Sequence[Any]):
-        self.tensorboard = None
-        self.mlflow = None
-        for cb in callbacks:
-            kind = type(cb).__name__
-            if kind == "TensorBoardCallback" and self.tensorboard is None:
-                self.tensorboard = cb
-            elif kind == "MLflowCallback" and self.mlflow is None:
-                self.mlflow = cb
+    def __init__(self, callbacks: Sequence[Any], report_to: Sequence[str] | None):
+        self.ids = {id(cb) for cb in callbacks}
+        self.tensorboard, self.mlflow = compat.tracker_callbacks(callbacks, report_to)
         self.mlflow_run_id: str | None = None
         self._own_writer: Any = None
         self._own_writer_dir: str | None = None
@@ -56,11 +52,12 @@ class _Trackers:
         cb = self.tensorboard
         if cb is None:
             return None
-        if getattr(cb, "tb_writer", None) is not None:
-            return cb.tb_writer
+        writer = compat.tensorboard_writer(cb)
+        if writer is not None:
+            return writer
         # The Trainer's writer is closed in its on_train_end, which runs before ours:
         # reopen a writer of our own in the same run directory.
-        log_dir = getattr(cb, "logging_dir", None)
+        log_dir = compat.tensorboard_logging_dir(cb)
         if log_dir is None:
             return None
         if self._own_writer is None or self._own_writer_dir != log_dir:
@@ -74,32 +71,30 @@ class _Trackers:
         if self._own_writer is not None:
             self._own_writer.close()
             self._own_writer = None
-        cb = self.tensorboard
-        if cb is not None and getattr(cb, "tb_writer", None) is not None:
-            cb.tb_writer.flush()
+        writer = compat.tensorboard_writer(self.tensorboard) if self.tensorboard is not None else None
+        if writer is not None:
+            writer.flush()
 
     def mlflow_run(self) -> str | None:
-        cb = self.mlflow
-        if cb is None or not getattr(cb, "_initialized", False):
-            return self.mlflow_run_id
-        import mlflow
-
-        active = mlflow.active_run()
+        """The MLflow run of this training: the active run while there is one, then the last one seen."""
+        if self.mlflow is None:
+            return None
+        active = compat.mlflow_active_run_id()
         if active is not None:
-            self.mlflow_run_id = active.info.run_id
+            self.mlflow_run_id = active
         return self.mlflow_run_id
 
 
 _trackers: weakref.WeakKeyDictionary[Any, _Trackers] = weakref.WeakKeyDictionary()
 
 
-def _trackers_for(handler: Any) -> _Trackers | None:
+def _trackers_for(handler: Any, args: Any) -> _Trackers | None:
     if handler is None:
+        compat.trackers_unreachable(getattr(args, "report_to", None))
         return None
     trackers = _trackers.get(handler)
-    if trackers is None or {id(cb) for cb in handler.callbacks} != trackers._ids:  # type: ignore[attr-defined]
-        trackers = _Trackers(handler.callbacks)
-        trackers._ids = {id(cb) for cb in handler.callbacks}  # type: ignore[attr-defined]
+    if trackers is None or {id(cb) for cb in handler.callbacks} != trackers.ids:
+        trackers = _Trackers(handler.callbacks, getattr(args, "report_to", None))
         _trackers[handler] = trackers
     return trackers
 
@@ -124,7 +119,7 @@ def report_scalars(
     state.log_history.append({**values, "step": step})
     if not state.is_world_process_zero:
         return
-    trackers = _trackers_for(handler)
+    trackers = _trackers_for(handler, args)
     if trackers is None:
         return
     writer = trackers.tb_writer()
@@ -148,7 +143,7 @@ def report_histogram(
     """A TensorBoard histogram of ``values`` (TensorBoard only; other trackers have no histograms)."""
     if not state.is_world_process_zero:
         return
-    trackers = _trackers_for(handler)
+    trackers = _trackers_for(handler, args)
     writer = trackers.tb_writer() if trackers is not None else None
     if writer is None:
         return

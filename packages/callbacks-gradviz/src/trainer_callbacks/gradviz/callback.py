@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from trainer_callbacks.core import compat
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.references import import_reference
@@ -157,7 +158,7 @@ class GradNormLogger(PluginCallback):
         self._measure = False
         self._grad_partial: torch.Tensor | None = None
         self._param_partial: torch.Tensor | None = None
-        self._before: tuple[torch.Tensor, ...] | None = None
+        self._before: list[torch.Tensor] | None = None
         self._no_grads = False
         self._pending_nonfinite: dict[str, float] = {}
         self._warned: set[str] = set()
@@ -223,8 +224,7 @@ class GradNormLogger(PluginCallback):
             self._bind(model)
             self._updates_per_epoch = steps_per_epoch(kwargs.get("train_dataloader"), args.gradient_accumulation_steps)
         optimizer = kwargs.get("optimizer")
-        scaler = getattr(optimizer, "scaler", None)
-        self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        self._scaler = compat.grad_scaler(optimizer)
         self._measure = will_log(
             state.global_step + 1,
             args=args,
@@ -255,12 +255,12 @@ class GradNormLogger(PluginCallback):
             )
         partial = self._grad_kernel.partial(grads)
         if self._scaler is not None:  # fp16 loss scaling: grads are still multiplied by the scale
-            scale = self._scaler._scale.to(partial.device, partial.dtype)
+            scale = compat.loss_scale(self._scaler)
             p = self.norm_type
             if math.isinf(p) or p == 1.0:
                 partial = partial / scale
             elif p != 0.0:
-                partial = partial / scale.pow(p)
+                partial = partial / scale**p
         self._grad_partial = self._reduce(partial, self._grad_kernel)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -298,7 +298,7 @@ class GradNormLogger(PluginCallback):
             if self.log_update_ratio:
                 if self.on_nonfinite == "raise" and not bool(torch.isfinite(partial).all()):
                     self._handle_nonfinite(args, state, step, partial.tolist())
-                self._before = torch._foreach_mul(locals_, 1.0)  # one temporary copy, freed after the step
+                self._before = compat.foreach_copy(locals_)  # one temporary copy, freed after the step
                 return  # transfer and report after the optimizer step
         self._finish(args, state, step, torch.cat(tensors).tolist())
 
@@ -307,7 +307,7 @@ class GradNormLogger(PluginCallback):
             return
         before, self._before = self._before, None
         after = [local_tensor(p.detach()) for p in self._params]
-        torch._foreach_sub_(before, after)
+        compat.foreach_sub_(before, after)
         pkernel = self._param_kernel
         # on_pre_optimizer_step set all three (kernel, grad and param partials) when it kept ``before``
         assert pkernel is not None and self._grad_partial is not None and self._param_partial is not None

@@ -27,16 +27,9 @@ from typing import Any
 
 import torch
 
+from trainer_callbacks.core import compat
+
 logger = logging.getLogger(__name__)
-
-
-def _is_final_micro_batch() -> bool:
-    try:
-        from accelerate.state import GradientState
-    except ImportError:  # pragma: no cover - accelerate is a transformers dependency of the Trainer
-        return True
-    state = GradientState()
-    return bool(getattr(state, "sync_gradients", True))
 
 
 def _tensors_requiring_grad(output: Any) -> list[torch.Tensor]:
@@ -80,7 +73,7 @@ class BackwardEndCapture:
         self._forward_handle = self._grad_handle = None
 
     def _after_forward(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        if not torch.is_grad_enabled() or not _is_final_micro_batch():
+        if not torch.is_grad_enabled() or not compat.is_final_micro_batch():
             return
         tensors = _tensors_requiring_grad(output)
         if not tensors:
@@ -91,8 +84,7 @@ class BackwardEndCapture:
 
     def _backward_started(self, grad: torch.Tensor) -> None:
         # mode="any" calls this once per backward pass; the handle is removed at disarm.
-        engine = torch.autograd.Variable._execution_engine  # type: ignore[attr-defined]
-        engine.queue_callback(lambda: engine.queue_callback(self._run))
+        compat.queue_after_backward(self._run)
 
     def _run(self) -> None:
         self.fired = True

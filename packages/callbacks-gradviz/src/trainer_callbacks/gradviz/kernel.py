@@ -1,7 +1,7 @@
 """The norm kernel: per-group p-norms of many tensors in a few fused launches and one transfer.
 
 Tensors are bucketed ONCE by ``(device, dtype)``; each bucket keeps a device index tensor
-mapping its tensors to their group. Per call and per bucket: one ``torch._foreach_norm``
+mapping its tensors to their group. Per call and per bucket: one ``torch._foreach_norm`` (through core's ``compat``)
 (low-precision tensors are reduced in float32 via its ``dtype`` argument, so bf16/fp16
 gradients give float32-accurate norms), one power, and one ``index_add_`` (``amax``
 scatter for the inf-norm) into a per-group vector on the device. Nothing is copied, nothing
@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from trainer_callbacks.core import compat
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -116,7 +118,7 @@ class GroupNormKernel:
             chosen, index = bucket.subset(present)
         items = [tensors[p] for p in chosen]
         kwargs = {"dtype": torch.float32} if bucket.dtype in _LOW_PRECISION else {}
-        per_tensor = torch.stack(torch._foreach_norm(items, self.norm_type, **kwargs))  # type: ignore[arg-type]
+        per_tensor = torch.stack(compat.foreach_norm(items, self.norm_type, **kwargs))
         per_tensor = per_tensor.to(_result_dtype(bucket.dtype))
         out = torch.zeros(self.num_groups, dtype=per_tensor.dtype, device=bucket.device)
         p = self.norm_type
@@ -185,7 +187,7 @@ def all_finite(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
             by_key.setdefault((t.device, t.dtype), []).append(t)
     flags = []
     for items in by_key.values():
-        flags.append(torch.stack(torch._foreach_norm(items, float("inf"))).isfinite().all())
+        flags.append(torch.stack(compat.foreach_norm(items, float("inf"))).isfinite().all())
     if not flags:
         return torch.tensor(True)
     device = flags[0].device

@@ -18,6 +18,8 @@ from typing import Any, overload
 
 import torch
 
+from trainer_callbacks.core import compat
+
 
 @overload
 def local_tensor(tensor: torch.Tensor) -> torch.Tensor: ...
@@ -27,10 +29,7 @@ def local_tensor(tensor: None) -> None: ...
 def local_tensor(tensor: torch.Tensor | None) -> torch.Tensor | None: ...
 def local_tensor(tensor: torch.Tensor | None) -> torch.Tensor | None:
     """The local shard of a DTensor (without a copy), or the tensor itself."""
-    if tensor is None:
-        return None
-    local = getattr(tensor, "_local_tensor", None)
-    return local if local is not None else tensor
+    return compat.local_tensor(tensor)  # type: ignore[no-any-return]
 
 
 def shard_groups(tensors: Sequence[torch.Tensor]) -> list[Any]:

@@ -12,7 +12,17 @@ that holds it, so the change is exact from the very next optimizer step:
   already reduced (the reduction is never applied twice);
 * each param group's ``initial_lr`` (saved in ``optimizer.pt``);
 * each param group's current ``lr`` (the value the next ``optimizer.step()`` uses) and the
-  scheduler's ``_last_lr`` (what the Trainer logs as ``learning_rate``).
+  scheduler's last LR (what ``get_last_lr()`` returns and the Trainer logs as ``learning_rate``).
+
+A later ``train()`` on the same Trainer starts afresh: it builds a new schedule on the same
+optimizer, and torch's schedulers take the param groups' ``initial_lr`` as their peak, which
+still holds the reduced value. :meth:`LRTarget.undo_reductions` (called at the start of every
+run that is not a resume) puts the unscaled peak back wherever an earlier reduction of this
+package left its value untouched, so each ``train()`` starts from the unscaled schedule.
+
+The scheduler internals this needs (the children of ``SequentialLR`` / ``ChainedScheduler``,
+the last LR, transformers' scheduler classes) are reached through
+:mod:`trainer_callbacks.core.compat`.
 
 Which schedulers are exact (:func:`scheduler_support`):
 
@@ -37,6 +47,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +55,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler as torch_sched
 
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core import ConfigurationError, compat
 
 _EXACT: tuple[type, ...] = (
     torch_sched.LambdaLR,
@@ -58,15 +69,33 @@ _EXACT: tuple[type, ...] = (
 )
 _ETA_MIN: tuple[type, ...] = (torch_sched.CosineAnnealingLR, torch_sched.CosineAnnealingWarmRestarts)
 _COMPOSITE: tuple[type, ...] = (torch_sched.SequentialLR, torch_sched.ChainedScheduler)
-_REFUSED_NAMES = {
-    "ReduceLROnPlateau": "it is a second plateau controller; use this callback instead of it",
+_REFUSED_TORCH: tuple[tuple[type, str], ...] = (
+    (torch_sched.ReduceLROnPlateau, "it is a second plateau controller; use this callback instead of it"),
+    (
+        torch_sched.OneCycleLR,
+        "it computes the LR from its own absolute max_lr/min_lr, so a multiplier cannot be applied",
+    ),
+    (
+        torch_sched.CyclicLR,
+        "it computes the LR from its own absolute base_lr/max_lr, so a multiplier cannot be applied",
+    ),
+)
+_REFUSED_TRANSFORMERS = {
     "GreedyLR": "it is a plateau controller of its own; use this callback instead of it",
-    "OneCycleLR": "it computes the LR from its own absolute max_lr/min_lr, so a multiplier cannot be applied",
-    "CyclicLR": "it computes the LR from its own absolute base_lr/max_lr, so a multiplier cannot be applied",
     "AdafactorSchedule": "Adafactor with relative_step=True ignores the group LR; use Adafactor(relative_step=False, "
     "lr=...) with a Trainer schedule",
     "LayerWiseDummyScheduler": "layer-wise optimizers keep one scheduler per parameter that it cannot reach",
 }
+
+
+def _refused_reason(scheduler: Any) -> str | None:
+    for cls, reason in _REFUSED_TORCH:
+        if isinstance(scheduler, cls):
+            return reason
+    for name, cls in compat.transformers_scheduler_classes().items():
+        if isinstance(scheduler, cls):
+            return _REFUSED_TRANSFORMERS[name]
+    return None
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,7 @@ def unwrap_scheduler(scheduler: Any) -> Any:
 def children(scheduler: Any) -> list[Any]:
     """The sub-schedulers of ``SequentialLR`` / ``ChainedScheduler`` (recursively), outermost first."""
     out = []
-    for child in getattr(scheduler, "_schedulers", None) or []:
+    for child in compat.scheduler_children(scheduler) or []:
         out.append(child)
         out.extend(children(child))
     return out
@@ -115,9 +144,9 @@ def scheduler_support(scheduler: Any) -> Support:
     if scheduler is None:
         return Support("exact", "no scheduler: the LR is constant")
     name = type(scheduler).__name__
-    for cls in type(scheduler).__mro__:
-        if cls.__name__ in _REFUSED_NAMES:
-            return Support("refused", f"{name}: {_REFUSED_NAMES[cls.__name__]}")
+    refused = _refused_reason(scheduler)
+    if refused is not None:
+        return Support("refused", f"{name}: {refused}")
     if not isinstance(scheduler, torch_sched.LRScheduler):
         return Support(
             "refused",
@@ -125,7 +154,14 @@ def scheduler_support(scheduler: Any) -> Support:
             "(remove the scheduler from the DeepSpeed config) or pass a torch LambdaLR",
         )
     if isinstance(scheduler, _COMPOSITE):
-        parts = [scheduler_support(child) for child in getattr(scheduler, "_schedulers", [])]
+        found = compat.scheduler_children(scheduler)
+        if found is None:
+            return Support(
+                "refused",
+                f"{name}: its child schedulers cannot be read with this torch version (see the "
+                "'scheduler-children' warning), so their peak LRs cannot be rewritten",
+            )
+        parts = [scheduler_support(child) for child in found]
         for kind in ("refused", "approximate"):
             bad = [p.reason for p in parts if p.kind == kind]
             if bad:
@@ -161,6 +197,10 @@ def _scaled(old_value: Any, old: float, new: float) -> Any:
         old_value.fill_(target)
         return old_value
     return target
+
+
+# Per optimizer (weakly held), per param group: (the initial_lr a reduction wrote, the unscaled peak).
+_REDUCED: weakref.WeakKeyDictionary[Any, dict[int, tuple[float, float]]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -202,6 +242,48 @@ class LRTarget:
     def current_lrs(self) -> list[float]:
         return [_value(g["lr"]) for g in self.param_groups]
 
+    def _remember(self, index: int, before: float, written: float) -> None:
+        """Keep the unscaled peak of group ``index`` for :meth:`undo_reductions`."""
+        try:
+            reduced = _REDUCED.setdefault(self.optimizer, {})
+        except TypeError:  # an optimizer that cannot be weakly referenced: nothing to undo later
+            return
+        earlier = reduced.get(index)
+        unscaled = earlier[1] if earlier is not None and earlier[0] == before else before
+        if written == unscaled:
+            reduced.pop(index, None)
+        else:
+            reduced[index] = (written, unscaled)
+
+    def remember_scales(self, scales: Sequence[float]) -> None:
+        """On resume: group ``i``'s ``initial_lr`` is its unscaled peak times ``scales[i]`` (restored progress)."""
+        for i, (group, scale) in enumerate(zip(self.param_groups, scales)):
+            if "initial_lr" in group and scale != 1.0 and scale > 0:
+                written = _value(group["initial_lr"])
+                self._remember(i, written / scale, written)
+
+    def undo_reductions(self) -> list[int]:
+        """Put back the unscaled peak of every group whose ``initial_lr`` a reduction of an earlier run left behind.
+
+        Call it at the start of a run that is not a resume: the Trainer built this run's
+        schedule from the ``initial_lr`` that the earlier run reduced. A group whose
+        ``initial_lr`` someone else changed since is left alone. Returns the groups restored.
+        """
+        try:
+            reduced = _REDUCED.pop(self.optimizer, {})
+        except TypeError:
+            return []
+        peaks = self.peak_lrs()
+        restored = []
+        for i, (written, unscaled) in reduced.items():
+            if i < len(self.param_groups) and _value(self.param_groups[i].get("initial_lr", math.nan)) == written:
+                peaks[i] = unscaled
+                restored.append(i)
+        if restored:
+            self.set_peak_lrs(peaks)
+        _REDUCED.pop(self.optimizer, None)  # what set_peak_lrs recorded while undoing is not a reduction
+        return restored
+
     def set_peak_lrs(self, new_peaks: Sequence[float]) -> None:
         """Rewrite every place that holds the peak LRs so the schedule continues at ``new_peaks``."""
         old_peaks = self.peak_lrs()
@@ -222,7 +304,9 @@ class LRTarget:
                 if base is not None and i < len(base):
                     base[i] = _scaled(base[i], old, new)
             if "initial_lr" in group:
+                before = _value(group["initial_lr"])
                 group["initial_lr"] = _scaled(group["initial_lr"], old, new)
+                self._remember(i, before, _value(group["initial_lr"]))
             if recompute:
                 # What the LambdaLR itself would have set at this step with the new peak.
                 value = new * sched.lr_lambdas[i](sched.last_epoch)
@@ -235,5 +319,4 @@ class LRTarget:
         if sched is not None:
             current = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"] for g in self.param_groups]
             for s in [sched, *children(sched)]:
-                if hasattr(s, "_last_lr"):
-                    s._last_lr = list(current)
+                compat.set_last_lr(s, current)

@@ -37,6 +37,7 @@ from transformers.trainer_callback import (
 )
 from transformers.trainer_utils import SaveStrategy, TrainOutput, speed_metrics
 
+from trainer_callbacks.core import compat
 from trainer_callbacks.core.testing.checkpoints import PREFIX, CheckpointStore, SavedCheckpoint, trainer_state_json
 from trainer_callbacks.core.testing.metric_source import (
     MetricsSource,
@@ -433,7 +434,7 @@ class Simulation:
                     if compute_gradients or not optimizer_step_is_a_no_op(optimizer):
                         optimizer.step()
                     else:
-                        optimizer._opt_called = True  # type: ignore[attr-defined]  # what step() would flag
+                        compat.mark_optimizer_stepped(optimizer)  # what step() would flag
                     self.control = on_optimizer_step(args, state, self.control)
                     learning_rate = current_learning_rate(optimizer, scheduler)
                     if step_scheduler:

@@ -132,13 +132,8 @@ def optimizer_step_is_a_no_op(optimizer: torch.optim.Optimizer) -> bool:
     The simulator (without ``compute_gradients``) then skips the call, which is most of the
     cost of a simulated step; it marks the optimizer as stepped so schedulers do not warn.
     """
-    from torch.optim import optimizer as optimizer_module
+    from trainer_callbacks.core.compat import optimizer_has_step_hooks
 
-    if (
-        optimizer._optimizer_step_pre_hooks
-        or optimizer._optimizer_step_post_hooks
-        or optimizer_module._global_optimizer_pre_hooks
-        or optimizer_module._global_optimizer_post_hooks
-    ):
+    if optimizer_has_step_hooks(optimizer):
         return False
     return all(p.grad is None for group in optimizer.param_groups for p in group["params"])
