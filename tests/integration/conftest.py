@@ -1,0 +1,87 @@
+"""Fixtures of the integration suite: no network, a trained tokenizer, one training run per client.
+
+Every client runs once per session (``client_run``) and each test checks one aspect of that
+run against what the Trainer logged, so a failure names the aspect and the client.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the suite's helper modules (tinyparts, oracles, clients) sit next to the tests
+    sys.path.insert(0, str(HERE))
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _refuse_remote(connect: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family == getattr(socket, "AF_UNIX", None) or (isinstance(address, tuple) and address[0] in _LOOPBACK):
+            return connect(self, address)
+        raise OSError(f"the integration suite must not reach the network (connect to {address!r})")
+
+    return guarded
+
+
+@pytest.fixture(scope="session")
+def offline() -> Iterator[None]:
+    """The hub switched off (``HF_HUB_OFFLINE=1``, also in the already imported hub constants) and any
+    non-loopback connection refused: nothing is downloaded, and a client that tries fails loudly."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.setenv(name, "1")
+        mp.setenv("TOKENIZERS_PARALLELISM", "false")
+        import huggingface_hub.constants
+
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        mp.setattr(socket.socket, "connect", _refuse_remote(socket.socket.connect))
+        mp.setattr(socket.socket, "connect_ex", _refuse_remote(socket.socket.connect_ex))
+        yield
+
+
+@pytest.fixture(scope="session")
+def tokenizer(offline: None) -> Any:
+    from tinyparts import train_tokenizer
+
+    return train_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def client_run(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
+    """``client_run(name)``: that client's :class:`clients.Run`, trained on first use and shared by the tests."""
+    import accelerate.utils.memory
+    import datasets
+    import torch
+    from clients import run_client
+
+    runs: dict[str, Any] = {}
+
+    def get(client: str) -> Any:
+        if client not in runs:
+            runs[client] = _train(client)
+        if isinstance(runs[client], BaseException):  # a failed run fails every test of that client, once trained
+            raise runs[client]
+        return runs[client]
+
+    def _train(client: str) -> Any:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny ops: one thread is faster on 2 shared cores (as the root conftest does)
+        datasets.disable_progress_bars()
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                # accelerate's per-train() gc.collect does nothing else on CPU and costs ~0.5 s
+                mp.setattr(accelerate.utils.memory, "clear_device_cache", lambda garbage_collection=False: None)
+                return run_client(client, tokenizer, tmp_path_factory.mktemp(client) / "out")
+        except Exception as exc:
+            return exc
+        finally:
+            torch.set_num_threads(threads)
+
+    return get
