@@ -6,6 +6,18 @@ and a script of control flags that a callback sets at given events, then runs th
 evaluation losses are fed to the simulator (metric values are data, not flow), so
 ``save_strategy="best"`` and ``load_best_model_at_end`` decide on the same numbers.
 
+Each example of :func:`test_runs_in_one_folder_match` goes further: two or three
+``train()`` calls in ONE output folder, each a new Trainer with changed arguments, the
+same Trainer again with a changed ``max_steps``/epochs/``save_total_limit``, or a new
+Trainer resuming from any checkpoint there (or ``True``, or a folder that does not
+exist) with changed arguments: rotation then meets an earlier run's checkpoints.
+Both sides draw configurations the Trainer refuses too (``save_strategy="best"``
+without ``metric_for_best_model``, a training set without a length and no
+``max_steps``): both must raise the same exception type. Real runs save under
+:func:`checkpoint_saves_a_second_apart`, the simulator's clock for checkpoint folders
+(without it, which checkpoint a real run on a tiny model keeps depends on how fast
+the machine is).
+
 Compared: every event (name, ``global_step``, ``epoch``, sorted ``logs``/``metrics``
 keys), the checkpoint folders left on disk, every surviving ``trainer_state.json``
 (everything but logged values: ``stateful_callbacks`` exactly, ``log_history`` keys and
@@ -18,19 +30,24 @@ values ``*_runtime``/``*_per_second`` (their keys are compared).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers.trainer_callback import TrainerCallback
 
-from trainer_callbacks.core.testing import CountingCallback, RecordingCallback, simulate, strategies, trace
-from trainer_callbacks.core.testing.real_trainer import run_trainer
+from trainer_callbacks.core.testing import CountingCallback, RecordingCallback, Simulation, simulate, strategies, trace
+from trainer_callbacks.core.testing.real_trainer import RegressionSet, build_trainer, run_trainer
 
 FLAGS = ("should_training_stop", "should_epoch_stop", "should_evaluate", "should_save", "should_log")
 SCRIPT_EVENTS = (
@@ -139,9 +156,9 @@ def _run_both(setup: strategies.TrainingSetup, script: list[tuple[str, int, str]
     return trainer, sim
 
 
-def _examples() -> int:
-    # At least 200 configurations, more under a deeper profile (HYPOTHESIS_PROFILE=deep).
-    return max(200, settings.default.max_examples)
+def _examples(minimum: int = 200) -> int:
+    # At least `minimum` examples, more under a deeper profile (HYPOTHESIS_PROFILE=deep).
+    return max(minimum, settings.default.max_examples)
 
 
 @pytest.mark.slow
@@ -188,3 +205,190 @@ def test_a_known_configuration_matches(fast_real_trainer: None, tmp_path: Path) 
     # saves: step 3 (scripted), 4 and 8 (save_steps=4; 8 is also the last step).
     assert [e.global_step for e in sim.events_named("on_save")] == [3, 4, 8]
     assert sim.state.best_model_checkpoint is not None
+
+
+# ---- several train() calls in one folder, resumes and refused configurations -------------------
+
+
+class EndlessRegressionSet(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """A training set without a length: :class:`RegressionSet`'s examples, cycled forever."""
+
+    def __init__(self, n: int) -> None:
+        self.examples = RegressionSet(n, seed=0)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            yield from (self.examples[i] for i in range(len(self.examples)))
+
+
+@dataclass
+class Run:
+    """One ``train()`` call of a sequence."""
+
+    how: str  # "new": a new Trainer; "again": train() again on the last one; "resume": a new Trainer, resuming
+    kwargs: dict[str, Any]
+    train_dataset_len: int
+    sized: bool = True
+    resume: Any = None  # an index into the checkpoints there, True, or "missing"
+    restore: bool = False
+    script: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+REFUSALS = ("best_without_metric", "no_length_no_max_steps")
+
+
+def _refused(kwargs: dict[str, Any], refusal: str) -> tuple[dict[str, Any], bool]:
+    """``kwargs`` changed into a configuration the Trainer refuses, and whether the training set keeps a length."""
+    kwargs = dict(kwargs)
+    if refusal == "best_without_metric":
+        kwargs.update(eval_strategy="steps", save_strategy="best", load_best_model_at_end=False)
+        kwargs.pop("metric_for_best_model", None)
+        kwargs.pop("greater_is_better", None)
+        kwargs.pop("save_steps", None)
+        return kwargs, True
+    kwargs.update(max_steps=-1, num_train_epochs=1)
+    return kwargs, False
+
+
+@st.composite
+def run_sequences(draw: Any) -> list[Run]:
+    setup = draw(strategies.training_setups(output_dir="unused"))
+    refusal = draw(st.sampled_from((None,) * 8 + REFUSALS))
+    kwargs, sized = (setup.kwargs, True) if refusal is None else _refused(setup.kwargs, refusal)
+    if sized and kwargs["max_steps"] > 0 and draw(st.integers(0, 5)) == 0:
+        sized = False  # an IterableDataset (max_steps is set)
+    runs = [Run("new", kwargs, setup.train_dataset_len, sized, script=draw(scripts))]
+    for _ in range(draw(st.integers(1, 2))):
+        last = runs[-1]
+        how = draw(st.sampled_from(["new", "again", "resume"]))
+        changed = dict(last.kwargs)
+        if changed["max_steps"] > 0:
+            changed["max_steps"] = draw(st.integers(1, 12))
+        else:
+            changed["num_train_epochs"] = draw(st.sampled_from([1, 2, 3, 0.5, 1.5]))
+        if changed.get("save_strategy", "steps") != "no":
+            changed["save_total_limit"] = draw(st.sampled_from([None, 1, 2]))
+        size, sized = last.train_dataset_len, last.sized
+        if how != "again" and draw(st.booleans()):  # a new Trainer may change anything
+            fresh = draw(strategies.training_setups(output_dir="unused"))
+            changed, size, sized = fresh.kwargs, fresh.train_dataset_len, True
+        resume = draw(st.one_of(st.integers(0, 5), st.sampled_from([True, "missing"]))) if how == "resume" else None
+        runs.append(Run(how, changed, size, sized, resume, draw(st.booleans()), draw(scripts)))
+    return runs
+
+
+class Side:
+    """One side of the comparison (the real Trainer or the simulator) running a sequence in one folder."""
+
+    def __init__(self, real: bool, folder: str, feed: deque[float]) -> None:
+        self.real, self.folder, self.feed = real, folder, feed
+        self.trainer: Any = None
+        self.recorder = RecordingCallback()
+        self.error: BaseException | None = None
+
+    def _metrics(self, eval_index: int, global_step: int) -> dict[str, float]:
+        return {"eval_loss": self.feed.popleft() if self.feed else 1.0}
+
+    def run(self, run: Run, names: list[str]) -> None:
+        self.error = None
+        start = len(self.recorder.events)
+        resume: Any = None
+        if run.resume is True:
+            resume = True
+        elif run.resume == "missing" or (run.resume is not None and not names):
+            resume = os.path.join(self.folder, "no-such-checkpoint")
+        elif run.resume is not None:
+            resume = os.path.join(self.folder, names[run.resume % len(names)])
+        try:
+            if run.how == "again" and self.trainer is not None:
+                for key in ("max_steps", "num_train_epochs", "save_total_limit"):
+                    setattr(self.trainer.args, key, run.kwargs.get(key, getattr(self.trainer.args, key)))
+            else:
+                self.recorder = RecordingCallback()
+                start = 0
+                args = strategies.build_args(
+                    {**run.kwargs, "restore_callback_states_from_checkpoint": run.restore}, self.folder
+                )
+                callbacks = [ScriptedControl(run.script), CountingCallback(), self.recorder]
+                self.trainer = None
+                if self.real:
+                    dataset = (
+                        RegressionSet(run.train_dataset_len)
+                        if run.sized
+                        else EndlessRegressionSet(run.train_dataset_len)
+                    )
+                    self.trainer = build_trainer(args, callbacks, train_dataset=dataset)
+                else:
+                    size = {"train_dataset_len": run.train_dataset_len} if run.sized else {}
+                    self.trainer = Simulation(args, callbacks, self._metrics, save_checkpoints=True, **size)
+            if self.trainer is None:
+                raise LookupError("no Trainer to train again (the previous one was refused)")
+            self.trainer.train(resume_from_checkpoint=resume)
+        except Exception as exc:  # the other side must then fail the same way
+            self.error = exc
+        self.events = self.recorder.events[start:]
+
+
+def _outcome(side: Side) -> dict[str, Any]:
+    """What one ``train()`` call left: its error, events, checkpoint folders and final state."""
+    folder = side.folder
+    ok = side.error is None
+    return {
+        "error": type(side.error),
+        "trace": trace(side.events),
+        "checkpoints": {n: _comparable_state(Path(folder, n, "trainer_state.json")) for n in _checkpoints(folder)},
+        "state": _final_state(side.trainer.state) if ok else None,
+        "control": dataclasses.asdict(side.trainer.control) if ok else None,
+    }
+
+
+def _run_sequence(runs: list[Run], root: str) -> None:
+    # All real runs first: building the simulator's TrainingArguments resets accelerate's state, which a
+    # real Trainer training again on an IterableDataset would trip over (a harness artefact, not a Trainer rule).
+    feed: deque[float] = deque()
+    real = Side(True, os.path.join(root, "real"), feed)
+    expected, names, losses = [], [], []
+    for run in runs:
+        names.append(_checkpoints(real.folder))
+        real.run(run, names[-1])
+        expected.append((_outcome(real), repr(real.error)))
+        losses.append([e.payload["eval_loss"] for e in real.events if e.name == "on_evaluate"])
+    sim = Side(False, os.path.join(root, "sim"), feed)
+    for i, run in enumerate(runs):
+        feed.clear()
+        feed.extend(losses[i])
+        sim.run(run, names[i])
+        got, (want, real_error) = _outcome(sim), expected[i]
+        for key in want:
+            assert got[key] == want[key], (f"run {i} ({run.how}): {key}", real_error, repr(sim.error))
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=_examples(80),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(runs=run_sequences())
+def test_runs_in_one_folder_match(fast_real_trainer: None, tmp_path: Path, runs: list[Run]) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path) as root:
+        _run_sequence(runs, root)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "kept"),
+    [
+        # the reported cases: the earlier run's higher checkpoint is older, so rotation deletes it
+        (dict(max_steps=4), Run("new", dict(max_steps=2), 8), ["checkpoint-2"]),
+        (dict(max_steps=6, save_total_limit=None), Run("resume", dict(max_steps=5), 8, resume=2), ["checkpoint-5"]),
+    ],
+    ids=["fewer-steps", "resume-lower-max-steps"],
+)
+def test_known_sequences_match(
+    fast_real_trainer: None, tmp_path: Path, first: dict[str, Any], then: Run, kept: list[str] | None
+) -> None:
+    base = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_steps=1, save_total_limit=1)
+    runs = [Run("new", {**base, **first}, 8), Run(then.how, {**base, **then.kwargs}, 8, resume=then.resume)]
+    _run_sequence(runs, str(tmp_path))
+    if kept is not None:
+        assert _checkpoints(str(tmp_path / "real")) == kept

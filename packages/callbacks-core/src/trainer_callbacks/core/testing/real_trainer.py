@@ -8,12 +8,15 @@ to test a callback end to end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from trainer_callbacks.core.testing.checkpoints import PREFIX, folder_mtime_ns, stamp_after_save
 from trainer_callbacks.core.testing.tiny_model import TinyModel
 
 
@@ -78,3 +81,41 @@ def run_trainer(
     trainer = build_trainer(args, callbacks, train_dataset_len=train_dataset_len, eval_dataset_len=eval_dataset_len)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
+
+
+@contextlib.contextmanager
+def checkpoint_saves_a_second_apart() -> Iterator[None]:
+    """Within this block, real ``Trainer`` saves get the simulator's clock for checkpoint folders.
+
+    ``Trainer._save_checkpoint`` rotates checkpoints by folder modification time, but falls
+    back to step order when all of them were modified within one second, which is what a
+    tiny model does and a real one does not (see :mod:`.checkpoints`). Inside this block each
+    save that changes its folder's mtime moves it one second past the other checkpoint folders
+    just before the Trainer rotates (:func:`~.checkpoints.stamp_after_save`, what the simulator
+    does on disk), so rotation sees what it would see with saves a second or more apart, and
+    the outcome no longer depends on how fast the machine is. Nothing else changes.
+    """
+    import transformers.trainer as trainer_module
+
+    original_save = trainer_module.Trainer._save_checkpoint
+    original_rotate = trainer_module.rotate_checkpoints
+
+    def _save_checkpoint(self: Any, model: Any, trial: Any) -> None:
+        folder = os.path.join(self._get_output_dir(trial), f"{PREFIX}-{self.state.global_step}")
+        before = folder_mtime_ns(folder)
+
+        def rotate(*args: Any, **kwargs: Any) -> None:
+            stamp_after_save(folder, before)
+            original_rotate(*args, **kwargs)
+
+        trainer_module.rotate_checkpoints = rotate  # type: ignore[attr-defined]
+        try:
+            original_save(self, model, trial)
+        finally:
+            trainer_module.rotate_checkpoints = original_rotate  # type: ignore[attr-defined]
+
+    trainer_module.Trainer._save_checkpoint = _save_checkpoint  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        trainer_module.Trainer._save_checkpoint = original_save  # type: ignore[method-assign]

@@ -9,6 +9,15 @@ then your callbacks, as the Trainer orders them), real ``TrainerState`` and
 the Trainer steps them. Each method below mirrors the ``Trainer`` method of the same
 name; the differential tests in ``tests/testing`` check the two against each other.
 
+It mirrors the ``Trainer`` of the transformers releases in :data:`TRANSFORMERS_VERSIONS`
+(the versions the differential tests ran against); a :class:`Simulation` built under another
+version warns once (:class:`SimulatorVersionWarning`), since the Trainer's loop, its rotation
+and its checks change between releases. The arguments are checked by the Trainer's own
+constructor check (``Trainer._validate_args``), so a configuration the Trainer refuses raises
+the same ``ValueError`` here, and resuming from a folder that is not a checkpoint raises what
+``Trainer.train`` raises. Checkpoint rotation follows the Trainer's modification-time rule,
+with saves at least a second apart (see :mod:`.checkpoints`).
+
 What is not simulated (the Trainer's behaviour there is out of scope for callbacks
 tests): DeepSpeed/FSDP, mixed precision, ``auto_find_batch_size``, hyperparameter-search
 backends (``trial``), memory metrics (``skip_memory_metrics=False``), pushing to the Hub,
@@ -23,6 +32,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -58,6 +68,82 @@ from trainer_callbacks.core.testing.tiny_model import (
 )
 
 logger = logging.getLogger(__name__)
+
+TRANSFORMERS_VERSIONS = ">=5.24,<5.25"
+"""The transformers releases whose ``Trainer`` the simulator mirrors (a PEP 440 specifier).
+
+The differential tests (``tests/testing/test_differential.py``, ``test_resume_differential.py``)
+check the simulator against the installed ``Trainer``; widen this only after they pass on the new
+release.
+"""
+
+
+class SimulatorVersionWarning(UserWarning):
+    """The installed transformers is outside :data:`TRANSFORMERS_VERSIONS`: the simulation may not match it."""
+
+
+_warned_versions: set[str] = set()
+
+
+def check_transformers_version(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed transformers) is in :data:`TRANSFORMERS_VERSIONS`.
+
+    Warns (:class:`SimulatorVersionWarning`, once per version and process) when it is not.
+    """
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    if Version(version) in SpecifierSet(TRANSFORMERS_VERSIONS):
+        return True
+    if version not in _warned_versions:
+        _warned_versions.add(version)
+        warnings.warn(
+            f"trainer_callbacks.core.testing.simulate mirrors the Trainer of transformers {TRANSFORMERS_VERSIONS}, "
+            f"but transformers {version} is installed: simulated runs may differ from real ones. Run the "
+            "simulator's differential tests (packages/callbacks-core/tests/testing) against this version, or "
+            "install a mirrored one.",
+            SimulatorVersionWarning,
+            stacklevel=3,
+        )
+    return False
+
+
+class _TrainerView:
+    """What ``Trainer._validate_args`` reads of a ``Trainer``: the simulated one's; anything else is ``None``."""
+
+    def __init__(self, args: Any, train_dataset: Any) -> None:
+        self.args = args
+        self.train_dataset = train_dataset
+        self.eval_dataset = ()  # the simulator always evaluates on a dataset of its own
+
+    def __getattr__(self, name: str) -> Any:
+        return None
+
+
+class _Unsized(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """A training set without a length (an ``IterableDataset``)."""
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+
+def validate_like_trainer(args: Any, *, train_dataset_has_length: bool) -> None:
+    """Refuse what ``Trainer(args=args, ...)`` refuses, with the Trainer's own check and exception.
+
+    Runs ``Trainer._validate_args`` (transformers >= 5.x) on a view of the simulated Trainer: an
+    evaluation dataset, a training set with or without a length, no custom optimizer, collator,
+    ``compute_metrics`` or ``model_init``.
+    """
+    from transformers import Trainer
+
+    validate = getattr(Trainer, "_validate_args", None)
+    if validate is None:  # pragma: no cover - transformers outside TRANSFORMERS_VERSIONS
+        return
+    validate(_TrainerView(args, range(1) if train_dataset_has_length else _Unsized()))
 
 
 def _exportable(objects: Iterable[Any]) -> list[TrainerCallback]:
@@ -176,6 +262,7 @@ class Simulation:
         integrations: bool = True,
         record_events: bool = True,
     ) -> None:
+        check_transformers_version()
         self.args = as_process(args, process_index, local_process_index, world_size)
         self.model = model if model is not None else TinyModel()
         self.metrics = metric_function(metrics)
@@ -189,6 +276,7 @@ class Simulation:
             batches_per_epoch=batches_per_epoch,
             steps_per_epoch=steps_per_epoch,
         )
+        validate_like_trainer(self.args, train_dataset_has_length=self._len_dataloader is not None)
         eval_len = eval_dataset_len if eval_dataset_len is not None else self.args.per_device_eval_batch_size
         self._eval_samples = eval_len
         per_batch = self.args.per_device_eval_batch_size
@@ -252,10 +340,9 @@ class Simulation:
         if self.save_checkpoints:
             self._store = CheckpointStore(args.output_dir, write=True, folders=self._store.folders)
         if resume_from_checkpoint is True:
-            paths = self._store.paths()
-            if not paths:
+            resume_from_checkpoint = self._store.last()
+            if resume_from_checkpoint is None:
                 raise ValueError(f"No valid checkpoint found in output directory ({args.output_dir})")
-            resume_from_checkpoint = paths[-1]
         saved: SavedCheckpoint | None = None
         if resume_from_checkpoint is not None:
             saved = self._store.load(resume_from_checkpoint)
