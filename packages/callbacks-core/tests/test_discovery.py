@@ -129,15 +129,16 @@ def test_missing_required_option(fake_entry_points: object) -> None:
         create("good")
 
 
-def test_unknown_callback_lists_installed_and_gives_the_install_line(fake_entry_points: object) -> None:
+def test_unknown_callback_lists_the_available_and_suggests_an_install_for_any_name(fake_entry_points: object) -> None:
+    """Core knows no plugin by name: the pip line is a suggestion derived from the name asked for."""
     with pytest.raises(UnknownCallbackError) as info:
-        create("earlystop") if "earlystop" not in plugins.callback_specs() else create("gradviz_nope")
+        create("lossspike")
     message = str(info.value)
-    assert "Installed: good, other" in message
-    if "earlystop" not in plugins.callback_specs():
-        assert "pip install trainer-callbacks-earlystop" in message
-    with pytest.raises(UnknownCallbackError, match="Did you mean 'good'"):
+    assert "Available: good, other." in message
+    assert "pip install trainer-callbacks-lossspike" in message
+    with pytest.raises(UnknownCallbackError, match="Did you mean 'good'") as info:
         create("goood")
+    assert "pip install" not in str(info.value)  # a near miss of an installed name is a typo, not a missing plugin
 
 
 def test_create_all_from_mapping_and_toml(fake_entry_points: object, tmp_path: Path) -> None:
@@ -186,3 +187,71 @@ def test_hookimpl_marker_is_required(fresh_registry: None, monkeypatch: pytest.M
     module.register_callbacks = register_callbacks  # type: ignore[attr-defined]
     plugins.register_plugin(module, name="unmarked")
     assert "unmarked" not in plugins.callback_specs()
+
+
+def test_a_typo_in_the_allow_list_is_named_with_the_installed_plugins(
+    fake_entry_points: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRAINER_CALLBACKS_PLUGINS=goood loads nothing: say that 'goood' is no plugin, not that none is installed."""
+    monkeypatch.setenv(plugins.ENV_ALLOW, "goood")
+    plugins.reload()
+    with pytest.warns(UserWarning) as caught:
+        plugins.callback_specs()
+    (warning,) = [str(w.message) for w in caught]
+    assert "TRAINER_CALLBACKS_PLUGINS names 'goood', which is not an installed plugin" in warning
+    assert "Did you mean 'good'?" in warning and "Installed plugins: broken, good, other." in warning
+    with pytest.raises(UnknownCallbackError) as info:
+        create("good", monitor="x")
+    message = str(info.value)
+    assert "No trainer-callbacks plugin is installed" not in message
+    assert "Plugin 'good' is installed but not allowed: not in TRAINER_CALLBACKS_PLUGINS=goood" in message
+    assert "names 'goood'" in message and "Did you mean 'good'?" in message
+
+
+def test_unknown_callback_with_everything_switched_off_lists_what_is_installed(
+    fake_entry_points: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(plugins.ENV_ALLOW, "goood")
+    plugins.reload()
+    with pytest.warns(UserWarning), pytest.raises(UnknownCallbackError) as info:
+        create("something")
+    assert "Installed but not allowed: not in TRAINER_CALLBACKS_PLUGINS=goood: broken, good, other." in str(info.value)
+
+
+def test_a_typo_in_the_block_list_warns_and_blocks_the_rest(
+    fake_entry_points: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(plugins.ENV_BLOCK, "othr, broken")
+    plugins.reload()
+    with pytest.warns(UserWarning, match=r"TRAINER_CALLBACKS_BLOCK_PLUGINS names 'othr'.*blocks nothing") as caught:
+        assert statuses() == {"broken": "blocked", "good": "loaded", "other": "loaded"}
+    assert "Did you mean 'other'?" in str(caught[0].message)
+
+
+def test_valid_switches_warn_about_nothing(fake_entry_points: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    monkeypatch.setenv(plugins.ENV_ALLOW, "good, other")
+    monkeypatch.setenv(plugins.ENV_BLOCK, "other")
+    plugins.reload()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert statuses() == {"broken": "not allowed", "good": "loaded", "other": "blocked"}
+    assert plugins.registry().selection_problems == []
+
+
+def test_list_shows_a_switch_typo_and_strict_fails_on_it(
+    fake_entry_points: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer_callbacks.core.cli import main
+
+    monkeypatch.setenv(plugins.ENV_ALLOW, "good,otter")
+    plugins.reload()
+    assert main(["list"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "warning: TRAINER_CALLBACKS_PLUGINS names 'otter'" in captured.err and "Did you mean 'other'?" in captured.err
+    )
+    assert any(line.startswith("good") and "loaded" in line for line in captured.out.splitlines())
+    plugins.reload()
+    assert main(["list", "--strict"]) == 1

@@ -25,6 +25,8 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
             name="checkpoint",
             summary="Checkpoint pruning: keep last N, best N, Pareto front, milestones; crash-safe background deletion",
             factory="trainer_callbacks.checkpoint.callback:CheckpointPruner",
+            demo_options={"keep_last": 2, "keep_best": 1},
+            summary_order=30,
         )
     )
 

@@ -20,16 +20,23 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from trainer_callbacks.core.plugins import callback_specs, load_status
+    import warnings
 
-    infos = load_status()
+    from trainer_callbacks.core.plugins import callback_specs, load_status, registry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the selection problems are printed below instead
+        infos = load_status()
+    problems = registry().selection_problems
     specs = callback_specs()
     by_plugin: dict[str, list[str]] = {}
     for spec in specs.values():
         by_plugin.setdefault(spec.plugin, []).append(spec.name)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
     if not infos:
-        print("No trainer-callbacks plugins installed. Try: pip install trainer-callbacks-earlystop")
-        return 0
+        print("No trainer-callbacks plugins installed: install a plugin distribution (trainer-callbacks-NAME).")
+        return 1 if problems and args.strict else 0
     rows = []
     for info in infos:
         provided = ", ".join(sorted(by_plugin.get(info.name, []))) or "-"
@@ -39,7 +46,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     failed = [info for info in infos if info.error]
     for info in failed:
         print(f"\n{info.name}: failed to load from {info.entry_point} ({info.distribution}): {info.error}")
-    return 1 if failed and args.strict else 0
+    return 1 if (failed or problems) and args.strict else 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -76,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer-callbacks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="installed plugins, versions, load status")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a plugin failed to load")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when a plugin failed to load or a plugin switch names none"
+    )
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("show", help="a callback's options, types, defaults and docs")
     p.add_argument("name")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -10,39 +9,54 @@ from pathlib import Path
 from typing import Any
 
 from trainer_callbacks.core.errors import ConfigurationError, UnknownCallbackError, UnknownOptionError
-from trainer_callbacks.core.plugins import FIRST_PARTY, registry
+from trainer_callbacks.core.plugins import did_you_mean, registry, selection_reason
 from trainer_callbacks.core.spec import CallbackSpec
 
+_CONFIG_SHAPE = (
+    "a mapping of callback names to option tables, e.g. {'earlystop': {'patience': 3}}, "
+    "or the path of a TOML file with one [table] per callback"
+)
 
-def _did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise ConfigurationError(
+            f"callback name {name!r} ({type(name).__name__}): pass the name as a string, e.g. create('earlystop'); "
+            "trainer-callbacks list shows the installed ones"
+        )
+    return name
 
 
 def get_spec(name: str) -> CallbackSpec:
-    """The spec of an installed callback, or an error that says what to install."""
+    """The spec of an installed callback, or an error that says why it is missing and what to do."""
+    _check_name(name)
     reg = registry()
     specs = reg.specs()
     if name in specs:
         return specs[name]
     if name in reg.failures:
         raise reg.failures[name]
-    installed = sorted(specs)
-    message = f"no installed plugin provides a callback named {name!r}."
-    if installed:
-        message += f" Installed: {', '.join(installed)}."
+    available = sorted(specs)
+    message = f"no loaded plugin provides a callback named {name!r}."
+    if available:
+        message += f" Available: {', '.join(available)}."
+    off = {n: selection_reason(n) or "" for n, info in reg.infos.items() if info.status in ("blocked", "not allowed")}
+    if name in off:
+        message += f" Plugin {name!r} is installed but {off[name]}."
     else:
-        message += " No trainer-callbacks plugin is installed."
-    info = reg.infos.get(name)
-    if info is not None and info.status in ("blocked", "not allowed"):
-        message += (
-            f" Plugin {name!r} is installed but {info.status} by TRAINER_CALLBACKS_BLOCK_PLUGINS, "
-            "TRAINER_CALLBACKS_PLUGINS or TRAINER_CALLBACKS_DISABLE_AUTOLOAD."
+        by_reason: dict[str, list[str]] = {}
+        for plugin, why in sorted(off.items()):
+            by_reason.setdefault(why, []).append(plugin)
+        for why, plugins in by_reason.items():
+            message += f" Installed but {why}: {', '.join(plugins)}."
+        if not reg.infos and not available:
+            message += " No trainer-callbacks plugin is installed."
+        message += did_you_mean(name, available) or (
+            " If a plugin you have not installed provides it, install that plugin "
+            f"(this project's are published as trainer-callbacks-NAME: pip install trainer-callbacks-{name})."
         )
-    elif name in FIRST_PARTY:
-        message += f" Install it with: pip install trainer-callbacks-{name}"
-    else:
-        message += _did_you_mean(name, installed)
+    for problem in reg.selection_problems:
+        message += f" {problem}"
     raise UnknownCallbackError(message)
 
 
@@ -53,7 +67,7 @@ def check_options(spec: CallbackSpec, options: Mapping[str, Any]) -> None:
     for key in options:
         if key not in names:
             raise UnknownOptionError(
-                f"callback {spec.name!r} has no option {key!r}.{_did_you_mean(key, names)} "
+                f"callback {spec.name!r} has no option {key!r}.{did_you_mean(key, names)} "
                 f"Valid options: {', '.join(names) or '(none)'}. See: trainer-callbacks show {spec.name}"
             )
     missing = [opt.name for opt in known if opt.required and opt.name not in options]
@@ -70,29 +84,68 @@ def create(name: str, **options: Any) -> Any:
     return spec.load_factory()(**options)
 
 
+def _read_toml(path: Path) -> Mapping[str, Any]:
+    where = f"callbacks config file {str(path)!r}"
+    if path.is_dir():
+        raise ConfigurationError(f"{where} is a folder; pass a TOML file (one [table] per callback) inside it")
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        hint = (
+            f" (to build one callback, pass {{{str(path)!r}: {{}}}})"
+            if "/" not in str(path) and "." not in str(path)
+            else ""
+        )
+        raise ConfigurationError(f"{where} does not exist{hint}; pass {_CONFIG_SHAPE}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{where} is not UTF-8 text (byte {exc.start}: {text[exc.start : exc.start + 1]!r}); TOML files are "
+            "UTF-8: save it with that encoding"
+        ) from None
+    try:
+        return tomllib.loads(decoded)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{where} is not valid TOML: {exc}") from None
+
+
 def load_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """A ``{callback: {option: value}}`` mapping from a mapping or a TOML file (one table per callback)."""
+    """A ``{callback: {option: value}}`` mapping from a mapping or a TOML file (one table per callback).
+
+    Anything else (``None``, a list, a number, a folder, a file that is not UTF-8 TOML, a name
+    or an option key that is not a string, a table that is not a mapping) is a
+    :class:`ConfigurationError` that says what was expected.
+    """
     if isinstance(config, (str, os.PathLike)):
-        path = Path(config)
-        try:
-            with path.open("rb") as handle:
-                data: Mapping[str, Any] = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigurationError(f"callbacks config file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"callbacks config file {str(path)!r} is not valid TOML: {exc}") from None
-    else:
+        data: Mapping[str, Any] = _read_toml(Path(config))
+    elif isinstance(config, Mapping):
         data = config
+    else:
+        raise ConfigurationError(f"callbacks config {config!r} ({type(config).__name__}): pass {_CONFIG_SHAPE}")
     result: dict[str, dict[str, Any]] = {}
     for name, options in data.items():
+        if not isinstance(name, str):
+            raise ConfigurationError(
+                f"callbacks config: key {name!r} ({type(name).__name__}) must be a callback name (a string), "
+                "e.g. 'earlystop'"
+            )
         if options is None:
             options = {}
         if not isinstance(options, Mapping):
             raise ConfigurationError(
                 f"callbacks config: {name!r} must map to a table of options, e.g. [{name}] in TOML "
-                f"or {{{name!r}: {{}}}} in Python; got {type(options).__name__}"
+                f"or {{{name!r}: {{}}}} in Python; got {type(options).__name__} {options!r}"
             )
-        result[str(name)] = dict(options)
+        bad_keys = [key for key in options if not isinstance(key, str)]
+        if bad_keys:
+            raise ConfigurationError(
+                f"callbacks config: option {bad_keys[0]!r} ({type(bad_keys[0]).__name__}) of {name!r} must be an "
+                f"option name (a string); see: trainer-callbacks show {name}"
+            )
+        result[name] = dict(options)
     return result
 
 

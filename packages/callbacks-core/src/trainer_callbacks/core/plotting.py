@@ -8,6 +8,7 @@ returns from its ``plot_events`` hook; plugins draw figures of their own through
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ class PlotEvent:
 def find_trainer_state(path: str | Path) -> Path:
     """``trainer_state.json`` of ``path``: the file itself, the folder's, or its newest checkpoint's."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigurationError(
+            f"{str(path)!r} does not exist; pass a run's output_dir, a checkpoint folder, or a trainer_state.json"
+        )
     if path.is_file():
         return path
     direct = path / "trainer_state.json"
@@ -35,7 +40,10 @@ def find_trainer_state(path: str | Path) -> Path:
         return direct
     from transformers.trainer_utils import get_last_checkpoint
 
-    last = get_last_checkpoint(str(path)) if path.is_dir() else None
+    try:
+        last = get_last_checkpoint(str(path)) if path.is_dir() else None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the folder {str(path)!r}: {exc.strerror or exc}") from None
     if last is not None and (Path(last) / "trainer_state.json").is_file():
         return Path(last) / "trainer_state.json"
     raise ConfigurationError(
@@ -44,9 +52,86 @@ def find_trainer_state(path: str | Path) -> Path:
     )
 
 
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def load_log_history(path: str | Path) -> list[dict[str, Any]]:
-    with find_trainer_state(path).open() as handle:
-        return list(json.load(handle).get("log_history", []))
+    """``log_history`` of the run's ``trainer_state.json`` (``[]`` when it has none).
+
+    A file that cannot be read, is empty, is not UTF-8 JSON, or is not shaped like a
+    ``trainer_state.json`` (an object whose ``log_history`` is a list of objects) is a
+    :class:`ConfigurationError` naming the file and what is wrong.
+    """
+    state_file = find_trainer_state(path)
+    where = repr(str(state_file))
+    try:
+        raw = state_file.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if not raw.strip():
+        raise ConfigurationError(f"{where} is empty; a trainer_state.json holds the run's log_history")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{where} is not UTF-8 text (byte {exc.start}); is it a trainer_state.json?") from None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{where} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); if it was cut short, "
+            "plot a checkpoint folder's copy instead"
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigurationError(
+            f"{where} holds {_json_type(state)}, not the object a trainer_state.json holds (with a log_history list)"
+        )
+    history = state.get("log_history")
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        raise ConfigurationError(f"{where}: log_history is {_json_type(history)}; expected a list of log entries")
+    for i, entry in enumerate(history):
+        if not isinstance(entry, dict):
+            raise ConfigurationError(
+                f"{where}: log_history[{i}] is {_json_type(entry)} {entry!r}; expected an object such as "
+                '{"loss": 0.5, "step": 10}'
+            )
+    return history
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_numbers(log_history: list[dict[str, Any]], keys: tuple[str, ...], where: str) -> None:
+    """Raise :class:`ConfigurationError` for an entry whose ``step`` or value of ``keys`` is not a number."""
+    for i, entry in enumerate(log_history):
+        present = [key for key in keys if key in entry]
+        if not present:
+            continue
+        step = entry.get("step")
+        whole = isinstance(step, (int, float)) and not isinstance(step, bool) and float(step).is_integer()
+        if "step" in entry and not whole:
+            raise ConfigurationError(
+                f"{where}: log_history[{i}] has step={step!r} ({_json_type(step)}); expected a whole number"
+            )
+        for key in present:
+            if not _is_number(entry[key]):
+                raise ConfigurationError(
+                    f"{where}: log_history[{i}] (step {step}) has {key}={entry[key]!r} ({_json_type(entry[key])}); "
+                    "expected a number"
+                )
 
 
 def series(log_history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -88,26 +173,56 @@ def _mark_events(ax: Any, events: list[PlotEvent], colours: dict[str, Any]) -> N
             ax.axvline(event.step, color=colours[kind], linestyle=styles[i % 3], linewidth=2, label=event.label)
 
 
+PANELS = (("loss", "training loss"), ("eval_loss", "eval loss"), ("learning_rate", "learning rate"))
+
+
+def _output_folder(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"plot --out {str(out)!r} is a file; pass a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"plot --out {str(out)!r}: cannot create the folder: {exc.strerror or exc}") from None
+    return out
+
+
 def plot_run(source: str | Path, output_dir: str | Path | None = None) -> list[Path]:
-    """Write ``curves.png`` and every plugin's figures; returns the paths written."""
-    import matplotlib
+    """Write ``curves.png`` and every plugin's figures; returns the paths written.
+
+    Every input is checked before anything is drawn: the ``trainer_state.json`` (readable,
+    JSON, the right shape, numbers where numbers are plotted, a non-empty ``log_history``) and
+    the output folder (not a file). Problems are :class:`ConfigurationError`.
+    """
+    state_file = find_trainer_state(source)
+    history = load_log_history(state_file)
+    if not history:
+        raise ConfigurationError(
+            f"nothing to plot: {str(state_file)!r} has no log_history entries (the run logged nothing yet; "
+            "its logging_steps decide when it does)"
+        )
+    check_numbers(history, tuple(key for key, _ in PANELS), repr(str(state_file)))
+    out = _output_folder(Path(output_dir) if output_dir is not None else state_file.parent / "plots")
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigurationError("plot needs matplotlib: pip install matplotlib") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trainer_callbacks.core.plugins import hook
-
-    state_file = find_trainer_state(source)
-    history = load_log_history(state_file)
-    out = Path(output_dir) if output_dir is not None else state_file.parent / "plots"
-    out.mkdir(parents=True, exist_ok=True)
+    from trainer_callbacks.core.plugins import call_each
 
     events: list[PlotEvent] = []
-    for result in hook().plot_events(log_history=history):
-        events.extend(result or [])
+    for plugin, result in call_each("plot_events", log_history=history):
+        if isinstance(result, Exception):
+            print(
+                f"trainer-callbacks plot: plugin {plugin}: no events ({type(result).__name__}: {result})",
+                file=sys.stderr,
+            )
+            continue
+        events.extend(event for event in (result or []) if isinstance(event, PlotEvent))
 
-    panels = [("loss", "training loss"), ("eval_loss", "eval loss"), ("learning_rate", "learning rate")]
-    panels = [(key, title) for key, title in panels if series(history, key)[0]]
+    panels = [(key, title) for key, title in PANELS if series(history, key)[0]]
     fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(10, 3 * max(len(panels), 1)), squeeze=False)
     kinds = sorted({event.kind for event in events})
     colours = {kind: plt.get_cmap("tab10")((i + 1) % 10) for i, kind in enumerate(kinds)}  # C0 is the curve
@@ -126,10 +241,20 @@ def plot_run(source: str | Path, output_dir: str | Path | None = None) -> list[P
         axes[0, 0].text(0.5, 0.5, "no loss or learning-rate entries in log_history", ha="center")
     fig.tight_layout()
     curves = out / "curves.png"
-    fig.savefig(curves, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(curves, dpi=100)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {str(curves)!r}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
 
     written = [curves]
-    for result in hook().plot_figures(log_history=history, output_dir=out):
+    for plugin, result in call_each("plot_figures", log_history=history, output_dir=out):
+        if isinstance(result, Exception):
+            print(
+                f"trainer-callbacks plot: plugin {plugin}: no figure ({type(result).__name__}: {result})",
+                file=sys.stderr,
+            )
+            continue
         written.extend(Path(p) for p in (result or []))
     return written

@@ -10,14 +10,22 @@ follows pytest's and llm's conventions:
 
 A plugin whose import fails is recorded with its entry point, distribution and the
 original exception; the others still load, and creating one of its callbacks raises
-that error.
+that error. A name in either list that no installed plugin has (a typo) is a warning that
+names it, suggests the closest installed plugin and lists them all.
+
+Core does not know which plugins exist: what the demo and the summary need from a plugin
+(example options, its place in the summary) comes from its :class:`CallbackSpec`.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import threading
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -33,8 +41,10 @@ ENTRY_POINT_GROUP = PROJECT_NAME
 ENV_DISABLE_AUTOLOAD = "TRAINER_CALLBACKS_DISABLE_AUTOLOAD"
 ENV_ALLOW = "TRAINER_CALLBACKS_PLUGINS"
 ENV_BLOCK = "TRAINER_CALLBACKS_BLOCK_PLUGINS"
-FIRST_PARTY = ("checkpoint", "earlystop", "gradviz", "lr")
-"""Plugins published by this project as ``trainer-callbacks-NAME``."""
+DEFAULT_ORDER = 100
+"""The summary/plot rank of a plugin that registers no callback (see ``CallbackSpec.summary_order``)."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +79,38 @@ def _selection_status(name: str) -> str | None:
     if _autoload_disabled() and name not in allow:
         return "not allowed"
     return None
+
+
+def selection_reason(name: str) -> str | None:
+    """Which switch keeps the installed plugin ``name`` from loading, in words; ``None`` if none does."""
+    if name in _env_list(ENV_BLOCK):
+        return f"blocked by {ENV_BLOCK}={os.environ.get(ENV_BLOCK, '')}"
+    allow = _env_list(ENV_ALLOW)
+    if allow and name not in allow:
+        return f"not allowed: not in {ENV_ALLOW}={os.environ.get(ENV_ALLOW, '')}"
+    if _autoload_disabled() and name not in allow:
+        return f"not allowed: {ENV_DISABLE_AUTOLOAD} is set and it is not in {ENV_ALLOW}"
+    return None
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def selection_problems(installed: list[str] | None = None) -> list[str]:
+    """A line for each name in ``TRAINER_CALLBACKS_PLUGINS`` / ``_BLOCK_PLUGINS`` that no installed plugin has."""
+    if installed is None:
+        installed = [ep.name for ep in _entry_points()]
+    problems = []
+    for variable, effect in ((ENV_ALLOW, "loads nothing for it"), (ENV_BLOCK, "blocks nothing")):
+        for name in sorted(_env_list(variable) - set(installed)):
+            problems.append(
+                f"{variable} names {name!r}, which is not an installed plugin, so it {effect}."
+                f"{did_you_mean(name, installed)} Installed plugins: {', '.join(installed) or '(none)'}."
+            )
+    return problems
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
@@ -110,10 +152,16 @@ class _Registry:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.failures: dict[str, PluginLoadError] = {}
+        self.selection_problems: list[str] = []
+        """Names in the allow or block list that no installed plugin has (typos): warned once per load."""
         self._specs: dict[str, CallbackSpec] | None = None
 
     def load_entry_points(self) -> None:
-        for ep in _entry_points():
+        eps = _entry_points()
+        self.selection_problems = selection_problems([ep.name for ep in eps])
+        for problem in self.selection_problems:
+            warnings.warn(problem, UserWarning, stacklevel=4)
+        for ep in eps:
             info = _describe(ep)
             self.infos[ep.name] = info
             reason = _selection_status(ep.name)
@@ -158,7 +206,7 @@ class _Registry:
                             f"callback name {spec.name!r} is registered by both plugin "
                             f"{specs[spec.name].plugin!r} and {_plugin!r}; uninstall or block one"
                         )
-                    specs[spec.name] = CallbackSpec(spec.name, spec.summary, spec.factory, spec.options, plugin=_plugin)
+                    specs[spec.name] = replace(spec, plugin=_plugin)
 
                 impl.function(register=register)
             self._specs = specs
@@ -219,3 +267,34 @@ def callback_specs() -> dict[str, CallbackSpec]:
 
 def hook() -> Any:
     return registry().pm.hook
+
+
+def plugin_order() -> dict[str, int]:
+    """Each plugin's rank in the demo summary and in ``plot``: the lowest ``summary_order`` of its callbacks."""
+    order: dict[str, int] = {}
+    for spec in registry().specs().values():
+        order[spec.plugin] = min(order.get(spec.plugin, spec.summary_order), spec.summary_order)
+    return order
+
+
+def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call hook ``hook_name`` of every plugin separately, in summary order (then by name).
+
+    Returns ``(plugin, result)`` pairs; a plugin whose hook raises is logged and its result is
+    the exception, so one broken plugin never hides the others' summary lines or figures.
+    """
+    reg = registry()
+    order = plugin_order()
+    impls = getattr(reg.pm.hook, hook_name).get_hookimpls()
+    named: list[tuple[str, Callable[..., Any]]] = [
+        (reg.pm.get_name(impl.plugin) or "?", impl.function) for impl in impls
+    ]
+    named.sort(key=lambda item: (order.get(item[0], DEFAULT_ORDER), item[0]))
+    results: list[tuple[str, Any]] = []
+    for name, caller in named:
+        try:
+            results.append((name, caller(**kwargs)))
+        except Exception as exc:  # a plugin's report must not take the others down
+            logger.warning("plugin %s: %s failed", name, hook_name, exc_info=True)
+            results.append((name, exc))
+    return results

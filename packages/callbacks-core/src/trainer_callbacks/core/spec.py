@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,24 @@ class CallbackSpec:
     """``None``: read from the factory's signature and docstring."""
     plugin: str = field(default="", compare=False)
     """The plugin (entry point) that registered it; filled in by the plugin manager."""
+    demo_options: Mapping[str, Any] | None = field(default=None, compare=False)
+    """Options for ``trainer-callbacks demo``, which trains a text classifier that evaluates
+    ``eval_loss`` and ``eval_accuracy`` every few steps and saves a checkpoint at each evaluation.
+    ``None``: the callback's defaults (a callback with a required option is then left out)."""
+    summary_order: int = field(default=100, compare=False)
+    """Where the plugin's lines go in the demo summary and its figures in ``trainer-callbacks plot``:
+    lower first, ties by plugin name (first-party: earlystop 10, lr 20, checkpoint 30, gradviz 40)."""
 
     def __post_init__(self) -> None:
+        if self.demo_options is not None and (
+            not isinstance(self.demo_options, Mapping) or not all(isinstance(k, str) for k in self.demo_options)
+        ):
+            raise ValueError(
+                f"CallbackSpec({self.name!r}).demo_options={self.demo_options!r}: pass None or a dict of "
+                "option names to values"
+            )
+        if isinstance(self.summary_order, bool) or not isinstance(self.summary_order, int):
+            raise ValueError(f"CallbackSpec({self.name!r}).summary_order={self.summary_order!r}: pass an int")
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
             raise ValueError(
                 f"CallbackSpec.name={self.name!r}: use lower case letters, digits and '_' "

@@ -10,16 +10,11 @@ layers with the largest and smallest gradient norms).
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-logger = logging.getLogger(__name__)
-
-READING_ORDER = ("earlystop", "lr", "checkpoint", "gradviz")
 
 
 @dataclass
@@ -85,26 +80,18 @@ class RunSummary:
 
 
 def plugin_summaries(log_history: list[dict[str, Any]], output_dir: Path) -> dict[str, list[str]]:
-    """Each plugin's ``summarize_run`` lines, by plugin name: first-party plugins in reading order
-    (why training stopped, the LR, the checkpoints, the gradients), then the others by name.
+    """Each plugin's ``summarize_run`` lines, by plugin name, in the order the plugins ask for
+    (``CallbackSpec.summary_order``: the first-party ones read why training stopped, the LR, the
+    checkpoints, the gradients), ties and plugins without a callback by name.
 
     A plugin whose hook raises gets one line saying so; the others are unaffected.
     """
-    from trainer_callbacks.core.plugins import get_plugin_manager
+    from trainer_callbacks.core.plugins import call_each
 
-    pm = get_plugin_manager()
-    named = [(pm.get_name(impl.plugin) or "?", impl) for impl in pm.hook.summarize_run.get_hookimpls()]
-    named.sort(
-        key=lambda item: (READING_ORDER.index(item[0]) if item[0] in READING_ORDER else len(READING_ORDER), item[0])
-    )
     result: dict[str, list[str]] = {}
-    for name, impl in named:
-        lines: Any
-        try:
-            lines = impl.function(log_history=log_history, output_dir=output_dir)
-        except Exception as exc:  # a broken summary must not hide the others
-            logger.warning("plugin %s: summarize_run failed", name, exc_info=True)
-            lines = [f"(its summary failed: {type(exc).__name__}: {exc})"]
+    for name, lines in call_each("summarize_run", log_history=log_history, output_dir=output_dir):
+        if isinstance(lines, Exception):
+            lines = [f"(its summary failed: {type(lines).__name__}: {lines})"]
         if lines:
             result[name] = [str(line) for line in lines]
     return result

@@ -22,6 +22,8 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
             name="earlystop",
             summary="Multi-metric early stopping (all/any/Pareto plateaus, goal, divergence, NaN), exact resume",
             factory="trainer_callbacks.earlystop.callback:EarlyStopping",
+            demo_options={"monitor": {"eval_loss": "min", "eval_accuracy": "max"}, "combine": "all", "patience": 6},
+            summary_order=10,  # first in the summary: why training stopped
         )
     )
 

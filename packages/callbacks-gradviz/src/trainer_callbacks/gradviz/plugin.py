@@ -18,6 +18,8 @@ def register_callbacks(register: Any) -> None:
             name="gradviz",
             summary="Per-layer gradient norms (pre-clip, exact, one fused kernel per logged step) with a heatmap",
             factory="trainer_callbacks.gradviz.callback:GradNormLogger",
+            demo_options={},  # its defaults
+            summary_order=40,  # last: the gradients are detail
         )
     )
 

@@ -17,6 +17,8 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
             name="lr",
             summary="ReduceLROnPlateau on top of any Trainer schedule: LR = schedule x plateau scale",
             factory="trainer_callbacks.lr.callback:ReduceLROnPlateau",
+            demo_options={"monitor": "eval_loss", "factor": 0.5, "patience": 2},
+            summary_order=20,
         )
     )
 

@@ -16,6 +16,9 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
             name="NAME",
             summary="One line: what it does",
             factory="trainer_callbacks.NAME.callback:BestMetricLogger",  # imported only when it is created
+            # `trainer-callbacks demo` evaluates eval_loss and eval_accuracy; None: your defaults
+            demo_options={"monitor": "eval_loss"},
+            summary_order=100,  # place of your summary lines and figures: lower first (first-party: 10-40)
         )
     )
 
