@@ -46,6 +46,7 @@ class Scenario:
     learning_rate: float = 1e-2
     factor: float = 0.5
     monitor: str = "eval_loss"
+    extra_args: Mapping[str, Any] = field(default_factory=dict)  # more TrainingArguments
 
     def callback_config(self) -> dict[str, dict[str, Any]]:
         return {
@@ -83,6 +84,7 @@ class Scenario:
             "seed": 0,
             "disable_tqdm": True,
             "dataloader_num_workers": 0,
+            **self.extra_args,
         }
 
 
@@ -90,9 +92,15 @@ _BLOCK = r"(^|\.){}\.{}$"
 LLAMA_BLOCKS = (_BLOCK.format("layers", 0), _BLOCK.format("layers", 1))
 
 SCENARIOS = {
-    # LoRA on q_proj/v_proj: only the two decoder blocks have trainable parameters.
+    # LoRA on q_proj/v_proj: only the two decoder blocks have trainable parameters. The pruner ranks by
+    # eval_loss while the Trainer tracks its best model by TRL's token accuracy and loads it at the end.
     "trl-sft-lora": Scenario(
-        eval_steps=2, stop_patience=2, lr_patience=0, checkpoint_monitor={"eval_loss": "min"}, groups=LLAMA_BLOCKS
+        eval_steps=2,
+        stop_patience=3,
+        lr_patience=0,
+        checkpoint_monitor={"eval_loss": "min"},
+        groups=LLAMA_BLOCKS,
+        extra_args={"load_best_model_at_end": True, "metric_for_best_model": "eval_mean_token_accuracy"},
     ),
     # Full fine-tuning with accumulation; the checkpoints are ranked by TRL's reward margin.
     "trl-dpo": Scenario(

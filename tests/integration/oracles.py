@@ -100,6 +100,15 @@ def expected_learning_rate(
     return peak * linear_schedule(step - 1, warmup_steps=warmup_steps, max_steps=max_steps) * factor**cuts
 
 
+def best_model_step(evals: Sequence[tuple[int, float]], *, mode: str) -> int | None:
+    """The step the Trainer records as its best model: the first evaluation of the best value (a tie is no gain)."""
+    best: tuple[int, float] | None = None
+    for step, value in evals:
+        if best is None or (value < best[1] if mode == "min" else value > best[1]):
+            best = (step, value)
+    return None if best is None else best[0]
+
+
 def kept_checkpoints(
     saved_steps: Iterable[int],
     metrics_at: Mapping[int, Mapping[str, float]],

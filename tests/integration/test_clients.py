@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from clients import SCENARIOS
 from oracles import (
+    best_model_step,
     early_stop_step,
     evaluations,
     expected_learning_rate,
@@ -119,13 +120,16 @@ def test_checkpoints_left_are_the_policys_answer_from_the_logged_evaluations(cli
     for metric in monitors:
         for step, value in evaluations(run.log_history, metric):
             metrics_at.setdefault(step, {})[metric] = value
-    best_model = run.trainer.state.best_model_checkpoint
-    expected = kept_checkpoints(
-        run.saved_steps,
-        metrics_at,
-        monitors,
-        best_model_step=int(best_model.rsplit("-", 1)[1]) if best_model else None,
-    )
+    args = run.trainer.args
+    best_model = None
+    if args.metric_for_best_model:  # the Trainer's best model is kept too; re-derived, then checked against its record
+        best_model = best_model_step(
+            evaluations(run.log_history, args.metric_for_best_model), mode="max" if args.greater_is_better else "min"
+        )
+        assert run.trainer.state.best_model_checkpoint == str(run.output_dir / f"checkpoint-{best_model}")
+    else:
+        assert run.trainer.state.best_model_checkpoint is None
+    expected = kept_checkpoints(run.saved_steps, metrics_at, monitors, best_model_step=best_model)
 
     names = [p.name for p in run.output_dir.iterdir()]
     on_disk = {int(m.group(1)) for n in names if (m := _CHECKPOINT.match(n))}

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from oracles import (
+    best_model_step,
     early_stop_step,
     expected_learning_rate,
     group_norms_by_step,
@@ -106,3 +107,10 @@ def test_log_readers() -> None:
     ]
     assert group_norms_by_step(history) == {1: {"a": 3.0, "b": 4.0}}
     assert [e["step"] for e in training_logs(history)] == [1]
+
+
+def test_best_model_step_keeps_the_first_of_equal_values() -> None:
+    evals = [(2, 1.0), (4, 0.5), (6, 0.5), (8, 0.7)]
+    assert best_model_step(evals, mode="min") == 4
+    assert best_model_step(evals, mode="max") == 2
+    assert best_model_step([], mode="min") is None
