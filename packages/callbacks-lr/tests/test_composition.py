@@ -258,3 +258,47 @@ def test_unknown_lr_scheduler_subclass_warns() -> None:
         warnings.simplefilter("always")
         LRTarget.from_trainer(optimizer, Mine(optimizer))
     assert any("not a scheduler this package knows" in str(w.message) for w in caught)
+
+
+def _reduced_twice(peaks: list[float]) -> torch.optim.Optimizer:
+    """An optimizer whose first schedule was cut x0.5 twice (the state a finished train() leaves)."""
+    optimizer = sgd(peaks)
+    target = LRTarget.from_trainer(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup))
+    target.set_peak_lrs([p * 0.5 for p in peaks])
+    target.set_peak_lrs([p * 0.25 for p in peaks])
+    return optimizer
+
+
+def test_undo_reductions_gives_a_new_schedule_its_unscaled_peak() -> None:
+    peaks = [1e-3, 2e-3]
+    optimizer = _reduced_twice(peaks)
+    assert [g["initial_lr"] for g in optimizer.param_groups] == pytest.approx([p / 4 for p in peaks])
+    second = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_warmup)  # the next train()'s schedule
+    assert second.base_lrs == pytest.approx([p / 4 for p in peaks])  # torch takes initial_lr as the peak
+    assert LRTarget.from_trainer(optimizer, second).undo_reductions() == [0, 1]
+    assert second.base_lrs == pytest.approx(peaks)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([p * cosine_warmup(0) for p in peaks])
+    assert second.get_last_lr() == pytest.approx([p * cosine_warmup(0) for p in peaks])
+    third = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup)
+    assert LRTarget.from_trainer(optimizer, third).undo_reductions() == []  # nothing left to undo
+    assert third.base_lrs == pytest.approx(peaks)
+
+
+def test_undo_reductions_leaves_an_initial_lr_someone_else_changed() -> None:
+    optimizer = _reduced_twice([1e-3, 1e-3])
+    optimizer.param_groups[1]["initial_lr"] = 5e-4  # the user set a new peak for group 1 between runs
+    second = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup)
+    assert LRTarget.from_trainer(optimizer, second).undo_reductions() == [0]
+    assert second.base_lrs == pytest.approx([1e-3, 5e-4])
+
+
+def test_a_resumed_run_remembers_the_unscaled_peak_from_its_restored_scales() -> None:
+    optimizer = sgd([1e-3])
+    optimizer.param_groups[0]["initial_lr"] = 2.5e-4  # loaded from optimizer.pt after a x0.25 cut
+    resumed = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup, last_epoch=-1)
+    target = LRTarget.from_trainer(optimizer, resumed)
+    target.remember_scales([0.25])
+    target.set_peak_lrs([1.25e-4])  # one more cut in the resumed run
+    later = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup)
+    assert LRTarget.from_trainer(optimizer, later).undo_reductions() == [0]
+    assert later.base_lrs == pytest.approx([1e-3])

@@ -16,10 +16,12 @@ import math
 import pytest
 import torch
 from lr_testing import LRRecorder, ScriptedMetric, tiny_trainer, torch_oracle_lrs
+from transformers import TrainerCallback
 
 from trainer_callbacks.core.testing import local_mlflow_env
 from trainer_callbacks.lr import ReduceLROnPlateau, plugin
 from trainer_callbacks.lr.history import reductions
+from trainer_callbacks.lr.scaling import unwrap_optimizer
 
 PEAK, WARMUP, STEPS, EVAL_EVERY = 1e-3, 3, 16, 2
 
@@ -165,3 +167,56 @@ def test_metrics_reach_tensorboard_and_mlflow(tmp_path, monkeypatch) -> None:
     assert sorted((m.step, m.value) for m in history) == list(zip([2, 4, 6, 8], expected_scale))
     assert [m.value for m in client.get_metric_history(run.info.run_id, "lr_plateau.scale.group_1")][-1] == 0.5
     assert client.get_metric_history(run.info.run_id, "lr_plateau.reductions")[-1].value == 1.0
+
+
+class FlatThenImproving(TrainerCallback):
+    """``eval_loss`` is flat during the first ``train()`` (the LR is cut) and strictly falls afterwards (no cut)."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.count = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.runs += 1
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.count += 1
+        metrics["eval_loss"] = 1.0 if self.runs == 1 else 1.0 / self.count
+
+
+def linear_warmup(step: int, warmup: int, total: int) -> float:
+    # transformers.get_linear_schedule_with_warmup, written out
+    if step < warmup:
+        return step / warmup
+    return max(0.0, (total - step) / (total - warmup))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("same_instance", [True, False])
+def test_a_second_train_starts_from_the_unscaled_schedule(tmp_path, same_instance: bool) -> None:
+    """The Trainer reuses its optimizer on a second ``train()`` and builds a new schedule from the param
+    groups' ``initial_lr``: a reduction of the first run must not carry over (issue 15 §4)."""
+    steps, warmup = 8, 2
+    metric, callback = FlatThenImproving(), ReduceLROnPlateau(patience=0, factor=0.25)
+    trainer = make_trainer(
+        tmp_path, [metric, callback], max_steps=steps, warmup_steps=warmup, lr_scheduler_type="linear"
+    )
+    trainer.train()
+    first = logged_lrs(trainer.state.log_history)
+    assert callback.reductions >= 1  # patience 0 on a flat metric: cut at the second evaluation (step 4)
+    assert first[steps] < PEAK * linear_warmup(steps - 1, warmup, steps)
+    optimizer = unwrap_optimizer(trainer.optimizer)
+    assert optimizer.param_groups[0]["initial_lr"] < PEAK  # what the next schedule would start from
+
+    if not same_instance:  # a fresh callback for the second run finds the reduction too
+        trainer.remove_callback(callback)
+        callback = ReduceLROnPlateau(patience=0, factor=0.25)
+        trainer.add_callback(callback)
+    trainer.train()
+    assert unwrap_optimizer(trainer.optimizer) is optimizer  # the same optimizer, a new schedule
+    second = logged_lrs(trainer.state.log_history)
+    assert sorted(second) == list(range(1, steps + 1))
+    assert callback.reductions == 0
+    for step in range(1, steps + 1):
+        expected = PEAK * linear_warmup(step - 1, warmup, steps)  # step s runs with schedule(s - 1)
+        assert second[step] == pytest.approx(expected, rel=1e-12, abs=1e-18), step

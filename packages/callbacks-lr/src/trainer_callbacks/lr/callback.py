@@ -206,6 +206,12 @@ class ReduceLROnPlateau(PluginCallback):
                     n_groups,
                 )
             self.scales = [1.0] * n_groups
+        if state.global_step == 0:  # a new train(), not a resume: its schedule starts unscaled
+            undone = self.target.undo_reductions()
+            if undone:
+                logger.info("ReduceLROnPlateau: param group(s) %s start from the unscaled peak LR again", undone)
+        else:
+            self.target.remember_scales(self.scales)
         self._active = True
 
     # ---- evaluation -------------------------------------------------------------------------
