@@ -83,12 +83,91 @@ def test_background_removal_is_off_the_training_thread_and_awaited(
     assert removed == []
     assert get_last_checkpoint(str(run)) == str(run / "checkpoint-3")
     assert sorted(p.name for p in run.iterdir() if not TRASH_NAME.match(p.name)) == ["checkpoint-3"]
+    # what the save decided is logged and saved before the thread has removed anything
+    decided = [{"checkpoint/kept": 1.0, "checkpoint/deleted": 2.0, "step": 3}]
+    assert state.log_history == decided
+    assert cb.state()["attributes"]["progress"] == {"deleted_total": 2, "prunes": 1}
     release.set()
     cb.on_train_end(args, state, TrainerControl())
     assert len(removed) == 2 and sorted(p.name for p in run.iterdir()) == ["checkpoint-3"]
-    prune = [e for e in state.log_history if "checkpoint/deleted" in e]
-    assert prune == [{"checkpoint/kept": 1.0, "checkpoint/deleted": 2.0, "checkpoint/bytes_freed": freed, "step": 3}]
-    assert cb.state()["attributes"]["progress"] == {"deleted_total": 2, "bytes_freed_total": freed, "prunes": 1}
+    # the bytes, which only the thread learns, come once at train end, after waiting for it
+    assert state.log_history == [*decided, {"checkpoint/bytes_freed": freed, "step": 3}]
+    assert cb.bytes_freed_total == freed
+    assert cb.state()["attributes"]["progress"] == {"deleted_total": 2, "prunes": 1}
+
+
+# ---- counts that tell the truth: injected failures, no timing ----------------------------------------------
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_failed_rename_is_counted_as_kept_not_deleted(
+    tmp_path: Path, training_args: Any, write_ckpt: Any, monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    run = tmp_path / "run"
+    for step in (1, 2, 3):
+        write_ckpt(run, step)
+    real_rename = os.rename
+
+    def rename(src: Any, dst: Any) -> None:
+        if Path(src).name == "checkpoint-1":
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    args = training_args(output_dir=str(run))
+    cb = CheckpointPruner(keep_last=1, keep_best=0, background=background)
+    state = begin(cb, args, 3)
+    cb.on_save(args, state, TrainerControl())
+    cb.on_train_end(args, state, TrainerControl())
+    # the policy keeps checkpoint-3 only; checkpoint-1 could not be moved aside, so it is still there
+    on_disk = sorted(p.name for p in run.iterdir())
+    assert on_disk == ["checkpoint-1", "checkpoint-3"]
+    prune = [e for e in state.log_history if "checkpoint/kept" in e]
+    assert prune == [{"checkpoint/kept": float(len(on_disk)), "checkpoint/deleted": 1.0, "step": 3}]
+    assert cb.deleted_total == 1 and cb.state()["attributes"]["progress"]["deleted_total"] == 1
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_failed_removal_frees_nothing_and_is_reported(
+    tmp_path: Path,
+    training_args: Any,
+    write_ckpt: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    background: bool,
+) -> None:
+    run = tmp_path / "run"
+    for step in (1, 2, 3):
+        write_ckpt(run, step, payload=b"p" * 500)
+    kept_size = tree_size(run / "checkpoint-2")  # the one whose removal succeeds
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        if ".checkpoint-1." in os.fspath(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    args = training_args(output_dir=str(run))
+    cb = CheckpointPruner(keep_last=1, keep_best=0, background=background)
+    state = begin(cb, args, 3)
+    cb.on_save(args, state, TrainerControl())
+    cb.on_train_end(args, state, TrainerControl())
+    # both left the checkpoints at the save (renamed: no loader sees them); one stays on disk, hidden
+    assert get_last_checkpoint(str(run)) == str(run / "checkpoint-3")
+    hidden = [p for p in run.iterdir() if TRASH_NAME.match(p.name)]
+    assert [p.name.split(".deleting-")[0] for p in hidden] == [".checkpoint-1"]
+    assert state.log_history == [
+        {"checkpoint/kept": 1.0, "checkpoint/deleted": 2.0, "step": 3},
+        {"checkpoint/bytes_freed": float(kept_size), "checkpoint/not_removed": 1.0, "step": 3},
+    ]
+    assert "could not be removed (PermissionError" in caplog.text and ".checkpoint-1." in caplog.text
+    # the next start removes it
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    again = CheckpointPruner(keep_last=1, keep_best=0, background=background)
+    state = begin(again, args, 3)
+    again.on_train_end(args, state, TrainerControl())
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-3"]
 
 
 def test_synchronous_removal_is_done_when_on_save_returns(tmp_path: Path, training_args: Any, write_ckpt: Any) -> None:
@@ -140,13 +219,15 @@ def test_dry_run_reports_what_a_real_run_deletes(tmp_path: Path, training_args: 
         state = begin(cb, args, 4, history)
         cb.on_save(args, state, TrainerControl())
         cb.on_train_end(args, state, TrainerControl())
-        reports[name] = [e for e in state.log_history if "checkpoint/kept" in e]
+        reports[name] = [e for e in state.log_history if any(k.startswith("checkpoint/") for k in e)]
     assert reports["dry"] == reports["real"]
     # by hand: kept = newest (4) + best eval_loss (1); deleted 2 and 3 = 2*(200+300) bytes of weights+optimizer
     # plus their trainer_state.json files
     sizes = sum(len((tmp_path / "dry" / f"checkpoint-{s}" / "trainer_state.json").read_bytes()) for s in (2, 3))
-    assert reports["real"][0]["checkpoint/deleted"] == 2.0
-    assert reports["real"][0]["checkpoint/bytes_freed"] == 2 * (200 + 300) + sizes
+    assert reports["real"] == [
+        {"checkpoint/kept": 2.0, "checkpoint/deleted": 2.0, "step": 4},
+        {"checkpoint/bytes_freed": 2 * (200 + 300) + sizes, "step": 4},
+    ]
     assert sorted(p.name for p in (tmp_path / "dry").iterdir()) == [f"checkpoint-{s}" for s in (1, 2, 3, 4)]
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["checkpoint-1", "checkpoint-4"]
 

@@ -35,7 +35,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from transformers import TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from trainer_callbacks.checkpoint import CheckpointPruner, callback
+from trainer_callbacks.checkpoint import CheckpointPruner, deletion
 from trainer_callbacks.checkpoint.deletion import TRASH_NAME
 from trainer_callbacks.checkpoint.policy import CheckpointInfo, RetentionPolicy, resolve_monitor
 
@@ -237,14 +237,14 @@ class PruningMachine(RuleBasedStateMachine):
         self.state.global_step += n
         self.write_checkpoint(loss, None)
         self.resume_step = None  # a newer complete checkpoint exists now
-        real_claim = callback.claim
+        real_claim = deletion._claim
         claimed: list[Path] = []
 
-        def dying_claim(path: Path) -> Path | None:
+        def dying_claim(path: Path) -> Path | bool:
             if not mid_rmtree and len(claimed) >= claims_before_crash:
                 raise SimulatedCrash
             target = real_claim(path)
-            if target is not None:
+            if isinstance(target, Path):
                 claimed.append(target)
             return target
 
@@ -254,7 +254,7 @@ class PruningMachine(RuleBasedStateMachine):
             raise SimulatedCrash
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(callback, "claim", dying_claim)
+            mp.setattr(deletion, "_claim", dying_claim)
             if mid_rmtree:
                 mp.setattr(self.cb._deleter, "submit", dying_submit)
             with contextlib.suppress(SimulatedCrash):

@@ -59,7 +59,13 @@ def test_real_run_leaves_the_policy_answer_and_resumes(tiny_trainer: Any, tmp_pa
     reports = [e for e in trainer.state.log_history if "checkpoint/deleted" in e]
     assert [e["step"] for e in reports] == list(range(1, 9))
     assert sum(e["checkpoint/deleted"] for e in reports) == 8 - len(expected)
-    assert all(e["checkpoint/bytes_freed"] > 0 for e in reports if e["checkpoint/deleted"])
+    # after each save: the survivors of the replayed policy up to that step
+    assert [e["checkpoint/kept"] for e in reports] == [
+        len(replay(evals, list(range(1, s + 1)), policy, "eval_score", True, str(out))) for s in range(1, 9)
+    ]
+    freed = [e for e in trainer.state.log_history if "checkpoint/bytes_freed" in e]
+    assert len(freed) == 1 and freed[0]["step"] == 8 and freed[0]["checkpoint/bytes_freed"] > 0
+    assert set(freed[0]) == {"checkpoint/bytes_freed", "step"}
     assert cb.state()["attributes"]["progress"]["deleted_total"] == 8 - len(expected)
 
     # resume_from_checkpoint=True picks checkpoint-8 from what remains; two more steps, still pruned by policy
@@ -171,17 +177,22 @@ def test_monitor_without_evaluation_is_an_error(training_args: Any) -> None:
 def test_plugin_reads_its_logs_back(tmp_path: Path) -> None:
     history = [
         {"loss": 1.0, "step": 1},
-        {"checkpoint/kept": 2.0, "checkpoint/deleted": 0.0, "checkpoint/bytes_freed": 0.0, "step": 2},
-        {"checkpoint/kept": 2.0, "checkpoint/deleted": 1.0, "checkpoint/bytes_freed": 1_500_000.0, "step": 3},
-        {"checkpoint/kept": 3.0, "checkpoint/deleted": 2.0, "checkpoint/bytes_freed": 2_500_000.0, "step": 6},
+        {"checkpoint/kept": 2.0, "checkpoint/deleted": 0.0, "step": 2},
+        {"checkpoint/kept": 2.0, "checkpoint/deleted": 1.0, "step": 3},
+        {"checkpoint/kept": 3.0, "checkpoint/deleted": 2.0, "step": 6},
+        {"checkpoint/bytes_freed": 4_000_000.0, "step": 6},  # once, at train end
     ]
     events = checkpoint_plugin.plot_events(history)
-    assert [(e.step, e.kind) for e in events] == [(3, "prune"), (6, "prune")]
-    assert "1.5 MB" in events[0].label
+    assert [(e.step, e.kind, e.label) for e in events] == [(3, "prune", "pruned 1"), (6, "prune", "pruned 2")]
+    # an entry written by an older version, with its bytes per prune
+    (old,) = checkpoint_plugin.plot_events([{"checkpoint/deleted": 1.0, "checkpoint/bytes_freed": 1.5e6, "step": 3}])
+    assert old.label == "pruned 1 (1.5 MB)"
     (tmp_path / "checkpoint-6").mkdir()
     lines = checkpoint_plugin.summarize_run(history, tmp_path)
     assert "3 prune(s), 3 checkpoint(s) deleted, 4.0 MB freed; 3 kept" in lines[0]
-    assert "checkpoint-6" in lines[1]
+    assert "checkpoint-6" in lines[1] and len(lines) == 2
+    failed = checkpoint_plugin.summarize_run([*history, {"checkpoint/not_removed": 1.0, "step": 6}], tmp_path)
+    assert "1 deleted folder(s) could not be removed from disk" in failed[1]
     assert checkpoint_plugin.summarize_run([{"loss": 1.0, "step": 1}], tmp_path) == []
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from trainer_callbacks.checkpoint.deletion import Deleter, Removal, claim, leftovers
+from trainer_callbacks.checkpoint.deletion import Deleter, Removal, claim_all, leftovers
 from trainer_callbacks.checkpoint.policy import (
     CheckpointInfo,
     Decision,
@@ -67,8 +67,8 @@ class CheckpointPruner(PluginCallback):
     milestones (``keep_every_n_steps``), ``state.best_model_checkpoint``, the checkpoint
     training resumed from until a newer complete one exists, the newest complete
     checkpoint, and whatever ``keep`` says; the rest is renamed to a hidden name (atomic) and
-    removed. Each prune logs ``checkpoint/kept``, ``checkpoint/deleted`` and
-    ``checkpoint/bytes_freed``.
+    removed. Each prune logs ``checkpoint/kept`` and ``checkpoint/deleted`` at the save's step;
+    ``on_train_end`` waits for the removals and logs ``checkpoint/bytes_freed`` once.
 
     Args:
         keep_last (int): keep the newest N checkpoints by global step (at least 1).
@@ -176,11 +176,12 @@ class CheckpointPruner(PluginCallback):
         self.last_decision: Decision | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"deleted_total": self.deleted_total, "bytes_freed_total": self.bytes_freed_total, "prunes": self.prunes}
+        # Only what is known at a save: the bytes freed are learnt by the background thread at
+        # a moment that depends on load, so they are not part of the saved state.
+        return {"deleted_total": self.deleted_total, "prunes": self.prunes}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.deleted_total = int(state.get("deleted_total", 0))
-        self.bytes_freed_total = int(state.get("bytes_freed_total", 0))
         self.prunes = int(state.get("prunes", 0))
 
     def check_training_args(self, args: Any) -> list[str]:
@@ -226,22 +227,16 @@ class CheckpointPruner(PluginCallback):
         self._warn(self._scanner.scan(self._run_dir, state.global_step))
 
     # ---- events ---------------------------------------------------------------------------------
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if args.should_save:
-            self._report(args, state, self._deleter.finished())
-
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not args.should_save:
             return
-        self._report(args, state, self._deleter.finished())
         self.prune(args, state)
-        if not self.background:
-            self._report(args, state, self._deleter.finished())
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._deleter.close()
-        if args.should_save:
-            self._report(args, state, self._deleter.finished())
+        removals = [r for r in self._deleter.finished() if r.report]
+        if args.should_save and removals:
+            self._report_removals(args, state, removals)
         super().on_train_end(args, state, control, **kwargs)
 
     # ---- the work ---------------------------------------------------------------------------------
@@ -303,45 +298,42 @@ class CheckpointPruner(PluginCallback):
                     _describe(decision),
                 )
             self._deleter.submit(
-                Removal(
-                    step=state.global_step, names=tuple(p.name for p in doomed), kept=len(decision.kept), dry_run=True
-                ),
-                doomed,
+                Removal(step=state.global_step, names=tuple(p.name for p in doomed), dry_run=True), doomed
             )
+            self._report_prune(args, state, kept=len(decision.kept), deleted=len(doomed))
             return decision
-        claimed = [(p, t) for p in doomed if (t := claim(p)) is not None]
-        if claimed:
+        claims = claim_all(doomed)
+        if claims.moved:
             logger.info(
                 "CheckpointPruner at step %d: deleting %s; keeps %s",
                 state.global_step,
-                ", ".join(p.name for p, _ in claimed),
+                ", ".join(p.name for p, _ in claims.moved),
                 _describe(decision),
             )
         self._deleter.submit(
-            Removal(step=state.global_step, names=tuple(p.name for p, _ in claimed), kept=len(decision.kept)),
-            [t for _, t in claimed],
+            Removal(step=state.global_step, names=tuple(p.name for p, _ in claims.moved)),
+            [t for _, t in claims.moved],
         )
+        self.deleted_total += len(claims.moved)
+        # a folder whose rename failed is still on disk, intact: it counts as kept, not deleted
+        self._report_prune(args, state, kept=len(decision.kept) + len(claims.failed), deleted=len(claims.moved))
         return decision
 
-    def _report(self, args: Any, state: Any, removals: list[Removal]) -> None:
-        for removal in removals:
-            if not removal.report:
-                continue
-            deleted = len(removal.names)
-            self.prunes += 1
-            if not removal.dry_run:
-                self.deleted_total += deleted
-                self.bytes_freed_total += removal.bytes_freed
-            self.report(
-                args,
-                state,
-                {
-                    "checkpoint/kept": removal.kept,
-                    "checkpoint/deleted": deleted,
-                    "checkpoint/bytes_freed": removal.bytes_freed,
-                },
-                step=removal.step,
-            )
+    def _report_prune(self, args: Any, state: Any, *, kept: int, deleted: int) -> None:
+        """What the save decided, at its step: known in ``on_save``, whatever the deleter thread does later."""
+        self.prunes += 1
+        self.report(args, state, {"checkpoint/kept": kept, "checkpoint/deleted": deleted}, step=state.global_step)
+
+    def _report_removals(self, args: Any, state: Any, removals: list[Removal]) -> None:
+        """What only the removals learn (bytes freed, failures), once, after waiting for all of them."""
+        freed = sum(r.bytes_freed for r in removals)
+        not_removed = sum(len(r.not_removed) for r in removals)
+        if not any(r.dry_run for r in removals):
+            self.bytes_freed_total += freed
+        scalars = {"checkpoint/bytes_freed": freed}
+        if not_removed:
+            scalars["checkpoint/not_removed"] = not_removed
+        self.report(args, state, scalars)
 
     def _warn(self, scan: ScanResult) -> None:
         for found in scan.newer:

@@ -12,6 +12,11 @@ Deleting ``checkpoint-12`` takes two steps:
 2. :func:`remove_tree`: ``rmtree`` of the hidden folder, on a background thread when asked
    (:class:`Deleter`). Its size is measured just before, for ``checkpoint/bytes_freed``.
 
+What the pruner logs must not depend on when that thread runs: the decision and the renames
+(:func:`claim_all`) are known in ``on_save``; what only the removal learns (bytes freed,
+folders that could not be removed) is collected in :class:`Removal` batches and reported
+once, at ``on_train_end``, after waiting for them.
+
 Hidden folders left by a crash are found by :func:`leftovers` and removed at the next start.
 """
 
@@ -26,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +51,47 @@ def claim(path: Path) -> Path | None:
     ``None`` with no log when another process renamed it first (``FileNotFoundError``); a warning
     for any other failure (the checkpoint then stays where it is, intact).
     """
+    result = _claim(path)
+    return result if isinstance(result, Path) else None
+
+
+def _claim(path: Path) -> Path | bool:
+    """The hidden path on success; ``False`` when another process took it first; ``True`` when it stays."""
     target = path.with_name(trash_name(path.name))
     try:
         os.rename(path, target)
     except FileNotFoundError:
-        return None
+        return False
     except OSError as exc:
         logger.warning("CheckpointPruner: could not move %s aside for deletion (%s); it is kept.", path, exc)
-        return None
+        return True
     return target
+
+
+@dataclass
+class Claims:
+    """What :func:`claim_all` did with each folder."""
+
+    moved: list[tuple[Path, Path]] = field(default_factory=list)
+    """``(checkpoint, hidden name)`` for each folder renamed aside: no loader sees it any more."""
+    failed: list[Path] = field(default_factory=list)
+    """Folders whose rename failed: still on disk, intact, kept."""
+    gone: list[Path] = field(default_factory=list)
+    """Folders another process renamed first (neither ours to count nor on disk)."""
+
+
+def claim_all(paths: Sequence[Path]) -> Claims:
+    """:func:`claim` each of ``paths``, sorting the outcomes (a failed rename is counted as kept)."""
+    claims = Claims()
+    for path in paths:
+        result = _claim(path)
+        if isinstance(result, Path):
+            claims.moved.append((path, result))
+        elif result:
+            claims.failed.append(path)
+        else:
+            claims.gone.append(path)
+    return claims
 
 
 def tree_size(path: Path) -> int:
@@ -107,13 +144,19 @@ def leftovers(run_dir: str | os.PathLike[str]) -> list[Path]:
 
 @dataclass
 class Removal:
-    """One batch of removals (one prune), as the deleter finishes it."""
+    """One batch of removals (one prune), filled in by the deleter as it works.
+
+    Only the deleter's thread writes it; read it after :meth:`Deleter.wait` (never mid-run: what
+    it holds then depends on how far the thread has got).
+    """
 
     step: int
     names: tuple[str, ...]
     bytes_freed: int = 0
+    """Bytes of the folders actually removed (with ``dry_run``: of those that would be)."""
     removed: int = 0
-    kept: int = 0
+    not_removed: list[str] = field(default_factory=list)
+    """Hidden folders whose removal failed (they stay hidden; the next start removes them)."""
     dry_run: bool = False
     report: bool = True
     """False for the removal of a crash's leftovers (not a prune of this run)."""
@@ -167,13 +210,22 @@ class Deleter:
     @staticmethod
     def _run(removal: Removal, paths: list[Path], measure: bool) -> Removal:
         for path in paths:
+            reason = "some files remain"
             try:
                 size = tree_size(path) if measure else 0
                 if removal.dry_run or remove_tree(path):
                     removal.bytes_freed += size
                     removal.removed += 1
+                    continue
             except Exception as exc:  # never let the deleting thread die silently
-                logger.warning("CheckpointPruner: removing %s failed (%s)", path, exc)
+                reason = f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "CheckpointPruner: %s could not be removed (%s); it stays hidden and the next run in this "
+                "folder removes it.",
+                path,
+                reason,
+            )
+            removal.not_removed.append(path.name)
         return removal
 
     def finished(self) -> list[Removal]:

@@ -16,6 +16,7 @@ from trainer_callbacks.core.plotting import PlotEvent
 logger = logging.getLogger("trainer_callbacks.checkpoint")
 
 KEPT, DELETED, FREED = "checkpoint/kept", "checkpoint/deleted", "checkpoint/bytes_freed"
+NOT_REMOVED = "checkpoint/not_removed"
 
 
 @hookimpl
@@ -75,10 +76,9 @@ def plot_events(log_history: list[dict[str, Any]]) -> list[PlotEvent]:
     for entry in log_history:
         deleted = entry.get(DELETED)
         if deleted and "step" in entry:
-            freed = float(entry.get(FREED, 0.0))
-            events.append(
-                PlotEvent(step=int(entry["step"]), label=f"pruned {int(deleted)} ({_size(freed)})", kind="prune")
-            )
+            # bytes freed are logged once at train end (entries from older versions carry them per prune)
+            size = f" ({_size(float(entry[FREED]))})" if FREED in entry else ""
+            events.append(PlotEvent(step=int(entry["step"]), label=f"pruned {int(deleted)}{size}", kind="prune"))
     return events
 
 
@@ -88,12 +88,18 @@ def summarize_run(log_history: list[dict[str, Any]], output_dir: Path) -> list[s
     if not prunes:
         return []
     deleted = sum(int(e.get(DELETED, 0)) for e in prunes)
-    freed = sum(float(e.get(FREED, 0.0)) for e in prunes)
+    freed = sum(float(e.get(FREED, 0.0)) for e in log_history)  # logged at train end, apart from the prunes
+    not_removed = sum(int(e.get(NOT_REMOVED, 0)) for e in log_history)
     last = prunes[-1]
     lines = [
         f"checkpoint: {len(prunes)} prune(s), {deleted} checkpoint(s) deleted, {_size(freed)} freed; "
         f"{int(last[KEPT])} kept after the last prune (step {last.get('step')})"
     ]
+    if not_removed:
+        lines.append(
+            f"checkpoint: {not_removed} deleted folder(s) could not be removed from disk; they stay hidden "
+            "(.checkpoint-N.deleting-*) and the next run in this folder removes them"
+        )
     try:
         remaining = sorted(
             (p.name for p in Path(output_dir).iterdir() if p.name.startswith("checkpoint-") and p.is_dir()),
