@@ -217,7 +217,7 @@ class EndlessRegressionSet(torch.utils.data.IterableDataset):  # type: ignore[ty
         self.examples = RegressionSet(n, seed=0)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        while True:
+        while len(self.examples):
             yield from (self.examples[i] for i in range(len(self.examples)))
 
 
@@ -234,30 +234,33 @@ class Run:
     script: list[tuple[str, int, str]] = field(default_factory=list)
 
 
-REFUSALS = ("best_without_metric", "no_length_no_max_steps")
+REFUSALS = ("best_without_metric", "no_length_no_max_steps", "empty_training_set")
 
 
-def _refused(kwargs: dict[str, Any], refusal: str) -> tuple[dict[str, Any], bool]:
-    """``kwargs`` changed into a configuration the Trainer refuses, and whether the training set keeps a length."""
+def _refused(kwargs: dict[str, Any], size: int, refusal: str) -> tuple[dict[str, Any], bool, int]:
+    """A configuration the Trainer refuses: ``(kwargs, whether the training set has a length, its size)``."""
     kwargs = dict(kwargs)
     if refusal == "best_without_metric":
         kwargs.update(eval_strategy="steps", save_strategy="best", load_best_model_at_end=False)
-        kwargs.pop("metric_for_best_model", None)
-        kwargs.pop("greater_is_better", None)
-        kwargs.pop("save_steps", None)
-        return kwargs, True
+        for key in ("metric_for_best_model", "greater_is_better", "save_steps"):
+            kwargs.pop(key, None)
+        return kwargs, True, size
+    if refusal == "empty_training_set":  # torch's RandomSampler refuses it when the Trainer builds the dataloader
+        return kwargs, True, 0
     kwargs.update(max_steps=-1, num_train_epochs=1)
-    return kwargs, False
+    return kwargs, False, size
 
 
 @st.composite
 def run_sequences(draw: Any) -> list[Run]:
     setup = draw(strategies.training_setups(output_dir="unused"))
     refusal = draw(st.sampled_from((None,) * 8 + REFUSALS))
-    kwargs, sized = (setup.kwargs, True) if refusal is None else _refused(setup.kwargs, refusal)
-    if sized and kwargs["max_steps"] > 0 and draw(st.integers(0, 5)) == 0:
+    kwargs, sized, size = setup.kwargs, True, setup.train_dataset_len
+    if refusal is not None:
+        kwargs, sized, size = _refused(kwargs, size, refusal)
+    elif kwargs["max_steps"] > 0 and draw(st.integers(0, 5)) == 0:
         sized = False  # an IterableDataset (max_steps is set)
-    runs = [Run("new", kwargs, setup.train_dataset_len, sized, script=draw(scripts))]
+    runs = [Run("new", kwargs, size, sized, script=draw(scripts))]
     for _ in range(draw(st.integers(1, 2))):
         last = runs[-1]
         how = draw(st.sampled_from(["new", "again", "resume"]))
@@ -375,14 +378,18 @@ def test_runs_in_one_folder_match(fast_real_trainer: None, tmp_path: Path, runs:
         _run_sequence(runs, root)
 
 
+BEST = dict(max_steps=-1, eval_strategy="steps", eval_steps=1, save_strategy="best", metric_for_best_model="loss")
+
+
 @pytest.mark.parametrize(
     ("first", "then", "kept"),
     [
         # the reported cases: the earlier run's higher checkpoint is older, so rotation deletes it
         (dict(max_steps=4), Run("new", dict(max_steps=2), 8), ["checkpoint-2"]),
         (dict(max_steps=6, save_total_limit=None), Run("resume", dict(max_steps=5), 8, resume=2), ["checkpoint-5"]),
+        (BEST | dict(num_train_epochs=1), Run("new", BEST | dict(num_train_epochs=3), 8), None),
     ],
-    ids=["fewer-steps", "resume-lower-max-steps"],
+    ids=["fewer-steps", "resume-lower-max-steps", "best-more-epochs"],
 )
 def test_known_sequences_match(
     fast_real_trainer: None, tmp_path: Path, first: dict[str, Any], then: Run, kept: list[str] | None

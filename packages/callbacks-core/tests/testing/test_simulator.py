@@ -151,14 +151,16 @@ def test_resuming_from_a_missing_or_empty_folder_raises_what_the_trainer_raises(
     [
         (dict(eval_strategy="steps", save_strategy="best"), {}),  # no metric_for_best_model
         (dict(max_steps=-1), {}),  # a training set without a length needs max_steps
+        (dict(), {"train_dataset_len": 0}),  # torch's RandomSampler refuses an empty training set
+        (dict(max_steps=-1, train_sampling_strategy="sequential"), {"train_dataset_len": 0}),  # no batches
     ],
-    ids=["best-without-metric", "no-length-no-max-steps"],
+    ids=["best-without-metric", "no-length-no-max-steps", "empty-training-set", "empty-sequential"],
 )
 def test_configurations_the_trainer_refuses_are_refused_with_its_error(
     tmp_path: Path, kwargs: dict[str, Any], options: dict[str, Any]
 ) -> None:
     with pytest.raises(ValueError) as info:
-        Simulation(_args(tmp_path, **kwargs), [], **options)
+        simulate(_args(tmp_path, **kwargs), [], **options)
     assert type(info.value) is ValueError  # the Trainer's own check raised it, not a look-alike
 
 

@@ -98,8 +98,8 @@ def plan_training(args: Any, len_dataloader: int | None, num_examples: int | Non
         num_update_steps_per_epoch = max_steps
         examples = total_train_batch_size * args.max_steps
         num_train_samples = args.max_steps * total_train_batch_size
-    else:
-        raise ConfigurationError(
+    else:  # the Trainer's error and type (ValueError), with how to size the simulated epoch
+        raise ValueError(
             "args.max_steps must be set to a positive value if dataloader does not have a length, was "
             f"{args.max_steps} (pass train_dataset_len=, batches_per_epoch= or steps_per_epoch= to simulate(), "
             "or set max_steps)"

@@ -277,6 +277,7 @@ class Simulation:
             steps_per_epoch=steps_per_epoch,
         )
         validate_like_trainer(self.args, train_dataset_has_length=self._len_dataloader is not None)
+        self._empty_train_dataset = train_dataset_len == 0
         eval_len = eval_dataset_len if eval_dataset_len is not None else self.args.per_device_eval_batch_size
         self._eval_samples = eval_len
         per_batch = self.args.per_device_eval_batch_size
@@ -351,6 +352,9 @@ class Simulation:
             if saved.model_state is not None:  # Trainer._load_from_checkpoint
                 self.model.load_state_dict(saved.model_state)
 
+        if self._empty_train_dataset and args.train_sampling_strategy == "random":
+            # Trainer.get_train_dataloader: torch's RandomSampler refuses an empty dataset (ValueError)
+            torch.utils.data.RandomSampler(range(0))
         plan = plan_training(args, self._len_dataloader, self._num_examples)
         epochs_trained, steps_trained_in_current_epoch = self._init_training_state(plan, saved)
         self._prepare_for_training(plan, saved)
