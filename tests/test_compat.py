@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from trainer_callbacks.core import compat
 from trainer_callbacks.core.compat import CompatWarning
@@ -54,8 +55,11 @@ def test_importing_compat_imports_neither_torch_nor_transformers() -> None:
 # ---- one real Trainer run, observed from a callback ------------------------------------------
 
 
-class StackProbe(TrainerCallback):
-    """Records, at each event, what compat finds on the call stack."""
+class StackProbe(TrainerCallback, ExportableState):
+    """Records, at each event, what compat finds on the call stack (and is saved in every checkpoint)."""
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {}, "attributes": {"events": len(self.seen)}}
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, Any, Any, str | None, str | None]] = []
@@ -154,6 +158,17 @@ def test_trial_output_dir(probed_runs: dict[str, Any], tmp_path: Path) -> None:
         assert trainer._trial is None  # the attribute compat falls back to
     finally:
         trainer.hp_search_backend = None
+
+
+def test_stateful_callbacks_key(probed_runs: dict[str, Any]) -> None:
+    import json
+
+    (_, first_probe), (second, _) = probed_runs["first"], probed_runs["second"]
+    key = compat.stateful_callback_key(first_probe)
+    assert key == "StackProbe"
+    saved = json.loads((probed_runs["out"] / "checkpoint-2" / "trainer_state.json").read_text())
+    assert saved["stateful_callbacks"][key]["attributes"]["events"] > 0
+    assert key in second.state.stateful_callbacks  # the resumed run read it back under the same name
 
 
 def test_tracker_callbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

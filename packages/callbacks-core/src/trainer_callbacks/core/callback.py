@@ -30,7 +30,7 @@ from typing import Any
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from trainer_callbacks.core import reporting
-from trainer_callbacks.core.compat import callback_handler
+from trainer_callbacks.core.compat import callback_handler, stateful_callback_key
 from trainer_callbacks.core.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class PluginCallback(TrainerCallback, ExportableState):
         reporting.flush(self.handler)
 
     def _restore(self, state: Any, siblings: Sequence[Any]) -> None:
-        name = type(self).__name__
+        name = stateful_callback_key(self)
         saved = (state.stateful_callbacks or {}).get(name)
         if saved is None:
             logger.warning(

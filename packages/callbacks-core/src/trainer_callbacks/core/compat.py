@@ -80,6 +80,13 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
             "the trial folder falls back to state.trial_name / args.output_dir",
         ),
         Assumption(
+            "stateful-callbacks-key",
+            "the Trainer saves each ExportableState callback's state() in state.stateful_callbacks under its class "
+            "name (a list when several instances share it) and restores by that name",
+            "none: TrainerState keeps it as a plain dict keyed by the class name",
+            "a resumed run finds no saved progress and starts the callback afresh (with its own warning)",
+        ),
+        Assumption(
             "tracker-callbacks",
             "args.report_to names the integrations, and the Trainer adds one transformers.integrations."
             "TensorBoardCallback / MLflowCallback instance per name to its handler",
@@ -313,6 +320,11 @@ def resume_checkpoint_on_stack() -> str | None:
     return value if isinstance(value, str) else None
 
 
+def stateful_callback_key(callback: Any) -> str:
+    """The key of ``callback``'s saved state in ``state.stateful_callbacks``: its class name (transformers 5.24)."""
+    return type(callback).__name__
+
+
 # ---- the report_to integrations (transformers 5.24, tensorboard 2.21, mlflow-skinny 3.17) -------
 
 
@@ -339,7 +351,11 @@ def tracker_callbacks(callbacks: Sequence[Any], report_to: Sequence[str] | str |
     wanted = _tracker_names(report_to)
     for name, found in (("tensorboard", tensorboard), ("mlflow", mlflow)):
         if name in wanted and found is None:
-            broken("tracker-callbacks", f"args.report_to names {name!r} but the handler holds no callback for it")
+            broken(
+                "tracker-callbacks",
+                f"args.report_to names {name!r} but the handler holds no callback for it (if it was removed on "
+                "purpose, ignore this)",
+            )
     return tensorboard, mlflow
 
 
