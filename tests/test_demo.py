@@ -11,6 +11,7 @@ kept checkpoints against the keep-last-2 + keep-best-1 rule, the early stop agai
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import statistics
@@ -297,33 +298,151 @@ def test_demo_with_config_file_and_local_model(tmp_path: Path, run_cli: Any, req
         assert len(losses) == first_stall + 1
 
 
+def previous_output(out: Path) -> Path:
+    """A previous demo's output folder (it carries the demo's marker), with a file to recognise it by."""
+    from trainer_callbacks.core.demo import MARKER
+
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("previous demo\n")
+    (out / "trainer_state.json").write_text('{"previous": true}')
+    (out / "checkpoint-5").mkdir()
+    return out
+
+
+def assert_previous_output_intact(out: Path) -> None:
+    from trainer_callbacks.core.demo import MARKER
+
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "trainer_state.json", "checkpoint-5"])
+    assert (out / "trainer_state.json").read_text() == '{"previous": true}'
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")] == []  # nothing left beside
+
+
 def test_a_bad_config_is_a_clear_error_and_keeps_the_previous_output(
     tmp_path: Path, run_cli: Any, require_plugins: Any
 ) -> None:
     require_plugins("earlystop")
-    from trainer_callbacks.core.demo import prepare_output_dir
-
-    out = prepare_output_dir(tmp_path / "out")
-    (out / "trainer_state.json").write_text("{}")  # a previous demo's output
+    out = previous_output(tmp_path / "out")
     (tmp_path / "bad.toml").write_text("[earlystop]\npatiense = 2\n")
     result = run_cli(["demo", "--quick", "--config", "bad.toml", "--output-dir", str(out)], cwd=tmp_path)
     assert result.returncode == 2
     assert "has no option 'patiense'" in result.stderr and "Did you mean 'patience'?" in result.stderr
-    assert (out / "trainer_state.json").read_text() == "{}"
+    assert_previous_output_intact(out)
 
 
-def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path: Path) -> None:
-    from trainer_callbacks.core.demo import MARKER, prepare_output_dir
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("no-such-model", "demo --model 'no-such-model' does not exist"),
+        ("empty-folder", "demo --model 'empty-folder': no config.json there"),
+        ("broken-model", "demo --model 'broken-model': cannot load a sequence-classification model"),
+    ],
+)
+def test_a_bad_model_is_a_clear_error_and_keeps_the_previous_output(
+    tmp_path: Path, model: str, expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing or empty folder is refused before anything is written; a model that fails only when
+    loaded is loaded before the previous output is moved. Either way the previous output is untouched."""
+    from trainer_callbacks.core.cli import main
+
+    out = previous_output(tmp_path / "out")
+    (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--quick", "--model", model, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainer-callbacks: error: ") and expected in err and "Traceback" not in err
+    assert_previous_output_intact(out)
+
+
+def fails_mid_run() -> Any:
+    from transformers import TrainerCallback
+
+    class Failing(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step >= 3:
+                raise RuntimeError("failed mid-run at step 3")
+
+    return Failing()
+
+
+@pytest.fixture
+def demo_in_process(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``demo.run`` in this process, with a code-registered plugin ``failing``, no autoload and no trackers."""
+    import types
+
+    from trainer_callbacks.core import CallbackSpec, hookimpl, plugins
+    from trainer_callbacks.core import demo as demo_module
+
+    for var in (plugins.ENV_ALLOW, plugins.ENV_BLOCK):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
+    monkeypatch.setattr(demo_module, "available_trackers", lambda notes: [])
+    plugins.reload()
+    module = types.ModuleType("failing_plugin")
+
+    @hookimpl
+    def register_callbacks(register):  # type: ignore[no-untyped-def]
+        register(CallbackSpec(name="failing", summary="raises at step 3", factory=fails_mid_run))
+
+    module.register_callbacks = register_callbacks  # type: ignore[attr-defined]
+    plugins.register_plugin(module, name="failing")
+    yield demo_module
+    plugins.reload()
+
+
+def test_a_failure_mid_run_keeps_the_previous_output(tmp_path: Path, demo_in_process: Any) -> None:
+    out = previous_output(tmp_path / "out")
+    with pytest.raises(RuntimeError, match="failed mid-run at step 3"):
+        demo_in_process.run(out, config={"failing": {}}, quick=True, max_steps=6, stream=io.StringIO())
+    assert_previous_output_intact(out)
+
+
+def test_a_failure_mid_run_with_no_previous_output_leaves_nothing(tmp_path: Path, demo_in_process: Any) -> None:
+    out = tmp_path / "new"
+    with pytest.raises(RuntimeError, match="failed mid-run"):
+        demo_in_process.run(out, config={"failing": {}}, quick=True, max_steps=6, stream=io.StringIO())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_successful_run_replaces_the_previous_output(tmp_path: Path, demo_in_process: Any) -> None:
+    from trainer_callbacks.core.demo import MARKER
+
+    out = previous_output(tmp_path / "out")
+    demo_in_process.run(out, config={}, quick=True, max_steps=2, stream=io.StringIO())
+    assert not (out / "checkpoint-5").exists()
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+    assert (out / MARKER).is_file() and (out / "summary.txt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the previous output is gone, nothing beside
+
+
+def test_the_output_folder_is_checked_before_anything_is_written(tmp_path: Path) -> None:
+    from trainer_callbacks.core.demo import backup_path, check_output_dir
     from trainer_callbacks.core.errors import ConfigurationError
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
     with pytest.raises(ConfigurationError, match="not empty and was not written by the demo"):
-        prepare_output_dir(foreign)
+        check_output_dir(foreign)
     assert (foreign / "precious.txt").read_text() == "keep me"
-    previous = tmp_path / "previous"
-    prepare_output_dir(previous)
-    (previous / "checkpoint-5").mkdir()
-    prepare_output_dir(previous)
-    assert sorted(p.name for p in previous.iterdir()) == [MARKER]
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(ConfigurationError, match="is not a folder"):
+        check_output_dir(tmp_path / "a-file")
+    out = previous_output(tmp_path / "out")
+    assert check_output_dir(out) == out
+    assert check_output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    backup_path(out).mkdir()  # what a run killed outright leaves: the previous output, renamed aside
+    with pytest.raises(ConfigurationError, match="stopped before it finished; move it back"):
+        check_output_dir(out)
+
+
+def test_replace_on_success_restores_the_previous_output_on_any_exception(tmp_path: Path) -> None:
+    from trainer_callbacks.core.demo import MARKER, replace_on_success
+
+    out = previous_output(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt), replace_on_success(out) as new:
+        assert sorted(p.name for p in new.iterdir()) == [MARKER]  # a fresh folder while the run writes
+        (new / "checkpoint-1").mkdir()
+        raise KeyboardInterrupt
+    assert_previous_output_intact(out)

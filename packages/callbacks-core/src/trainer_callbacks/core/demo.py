@@ -4,22 +4,29 @@ On 2 CPU cores, with no network, in well under 90 seconds: a BERT-style classifi
 init from a ``BertConfig``, or any local Hugging Face model folder with ``--model``) learns the
 generated sentiment task of :mod:`trainer_callbacks.core.demo_data`, whose eval metrics improve,
 plateau and then get worse as the model memorises noisy labels. Every installed plugin is
-enabled through :func:`~trainer_callbacks.core.create_all` (the first-party ones with the
-options in :data:`DEFAULT_OPTIONS`, others with their defaults) or from ``--config FILE.toml``.
+enabled through :func:`~trainer_callbacks.core.create_all` (with the ``demo_options`` its
+``CallbackSpec`` declares, else its defaults) or from ``--config FILE.toml``.
 The run reports to TensorBoard and MLflow (local stores in the output folder), draws the PNG
 plots of ``trainer-callbacks plot`` and ends with the summary of :mod:`.summary`.
+
+Every input (the options, the config file, the model folder, the output folder) is checked
+before anything is written. A previous demo's output is moved aside (renamed, in the same
+parent folder) while the new run writes, deleted only when the new run has succeeded, and
+renamed back if it fails, so a failed run never costs the last good output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import importlib.util
 import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,15 +35,7 @@ from trainer_callbacks.core.demo_data import QUICK_TASK, TaskConfig
 from trainer_callbacks.core.errors import ConfigurationError
 
 MARKER = ".trainer-callbacks-demo"
-"""A file the demo leaves in its output folder: only such a folder is wiped by the next demo run."""
-
-DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    "earlystop": {"monitor": {"eval_loss": "min", "eval_accuracy": "max"}, "combine": "all", "patience": 6},
-    "lr": {"monitor": "eval_loss", "factor": 0.5, "patience": 2},
-    "gradviz": {},
-    "checkpoint": {"keep_last": 2, "keep_best": 1},
-}
-"""The options the demo gives each first-party plugin that is installed (``--config`` replaces them)."""
+"""A file the demo leaves in its output folder: only such a folder is replaced by the next demo run."""
 
 METRIC = "eval_loss"
 
@@ -64,16 +63,17 @@ QUICK = DemoSize(task=QUICK_TASK, max_steps=400, eval_steps=20, logging_steps=20
 
 # ---- configuration ----------------------------------------------------------------------
 def default_config(notes: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """One table per installed callback: :data:`DEFAULT_OPTIONS` for first-party ones, ``{}`` for others.
+    """One table per installed callback: the ``demo_options`` of its spec, else ``{}`` (its defaults).
 
-    A third-party callback with required options cannot run on defaults: it is left out, with a note.
+    A callback with required options and no ``demo_options`` cannot run on defaults: it is left
+    out, with a note. Every plugin is treated alike: core names none of them.
     """
     from trainer_callbacks.core.plugins import callback_specs
 
     config: dict[str, dict[str, Any]] = {}
     for name, spec in sorted(callback_specs().items()):
-        if name in DEFAULT_OPTIONS:
-            config[name] = dict(DEFAULT_OPTIONS[name])
+        if spec.demo_options is not None:
+            config[name] = copy.deepcopy(dict(spec.demo_options))  # the run's copy, never the plugin's
             continue
         try:
             required = [opt.name for opt in spec.option_specs() if opt.required]
@@ -106,25 +106,88 @@ def tracking_environment(output_dir: Path, use_mlflow: bool) -> str | None:
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
-def prepare_output_dir(path: Path) -> Path:
-    """An empty output folder; a previous demo's folder (it holds :data:`MARKER`) is replaced.
+def backup_path(path: Path) -> Path:
+    """Where the previous demo output waits, beside ``path``, while a new run writes ``path``."""
+    return path.with_name(f".{path.name}.previous-demo")
 
-    Any other non-empty folder is refused, so the demo never deletes files it did not write and
-    never mixes its checkpoints with another run's.
+
+def check_output_dir(path: Path) -> Path:
+    """The absolute output folder, after checking that the demo may write it; nothing is changed.
+
+    It may be missing, empty, or a previous demo's folder (it holds :data:`MARKER`). Any other
+    non-empty folder is refused, so the demo never deletes files it did not write and never mixes
+    its checkpoints with another run's; so is a file, a folder whose parent cannot be written,
+    and a folder beside which an interrupted run left the previous output.
     """
-    path = path.expanduser()
+    path = path.expanduser().absolute()
+    if path.exists() or path.is_symlink():
+        if not path.is_dir() or path.is_symlink():
+            raise ConfigurationError(f"demo --output-dir {str(path)!r} is not a folder; pass a folder")
+        if any(path.iterdir()) and not (path / MARKER).is_file():
+            raise ConfigurationError(
+                f"demo --output-dir {str(path)!r} is not empty and was not written by the demo; "
+                "pass an empty or new folder"
+            )
+    backup = backup_path(path)
+    if backup.exists():
+        raise ConfigurationError(
+            f"{str(backup)!r} holds the output of an earlier demo run that was stopped before it finished; "
+            f"move it back to {str(path)!r} (or delete it), then run the demo again"
+        )
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"demo --output-dir {str(path)!r}: cannot write in {str(parent)!r}")
+    return path
+
+
+def _move_out_of_the_way(path: Path) -> None:
+    """Remove a failed run's partial output; what cannot be removed is renamed aside, never left in the way."""
+    shutil.rmtree(path, ignore_errors=True)
     if path.exists():
-        if not path.is_dir():
-            raise ConfigurationError(f"demo --output-dir {str(path)!r} is a file; pass a folder")
-        if any(path.iterdir()):
-            if not (path / MARKER).is_file():
-                raise ConfigurationError(
-                    f"demo --output-dir {str(path)!r} is not empty and was not written by the demo; "
-                    "pass an empty or new folder"
-                )
-            shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MARKER).write_text("written by `trainer-callbacks demo`; the next demo run replaces this folder\n")
+        n = 0
+        while path.with_name(f".{path.name}.failed-{n}").exists():
+            n += 1
+        os.replace(path, path.with_name(f".{path.name}.failed-{n}"))
+
+
+@contextlib.contextmanager
+def replace_on_success(path: Path) -> Iterator[Path]:
+    """An empty ``path`` (marked with :data:`MARKER`) to write a new demo output into.
+
+    ``path`` must have passed :func:`check_output_dir`. A previous output there is renamed to
+    :func:`backup_path` first (one atomic rename in the same folder); when the block succeeds it is
+    deleted, when the block raises (any exception, Ctrl-C included) the partial new output is
+    removed and the previous one renamed back. A process killed outright leaves the previous
+    output intact in :func:`backup_path`, and the next demo run says so.
+    """
+    backup = backup_path(path)
+    if path.exists():
+        os.replace(path, backup)
+    try:
+        path.mkdir(parents=True)
+        (path / MARKER).write_text("written by `trainer-callbacks demo`; the next demo run replaces this folder\n")
+        yield path
+    except BaseException:
+        _move_out_of_the_way(path)
+        if backup.exists():
+            os.replace(backup, path)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def check_model_path(model_path: str) -> Path:
+    """The ``--model`` folder, after checking it holds a Hugging Face model (``config.json``)."""
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise ConfigurationError(
+            f"demo --model {model_path!r} does not exist; pass a local Hugging Face model folder "
+            "(one written by save_pretrained), or leave --model out for the built-in tiny BERT"
+        )
+    if not (path / "config.json").is_file():
+        raise ConfigurationError(
+            f"demo --model {model_path!r}: no config.json there; pass a local Hugging Face model folder "
+            "(one written by save_pretrained)"
+        )
     return path
 
 
@@ -169,15 +232,16 @@ def build_model_and_tokenizer(model_path: str | None, size: DemoSize, notes: lis
             label2id=label2id,
         )
         return BertForSequenceClassification(config), tokenizer
-    path = Path(model_path).expanduser()
-    if not (path / "config.json").is_file():
-        raise ConfigurationError(
-            f"demo --model {model_path!r}: no config.json there; pass a local Hugging Face model folder "
-            "(one written by save_pretrained)"
+    path = check_model_path(model_path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), num_labels=len(LABELS), ignore_mismatched_sizes=True, id2label=id2label, label2id=label2id
         )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(path), num_labels=len(LABELS), ignore_mismatched_sizes=True, id2label=id2label, label2id=label2id
-    )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f"demo --model {model_path!r}: cannot load a sequence-classification model from it "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, TypeError):
@@ -262,16 +326,49 @@ def run(
     """Train, plot and summarise; returns the :class:`~trainer_callbacks.core.summary.RunSummary`."""
     stream = stream or sys.stdout
     size = QUICK if quick else FULL
-    if max_steps is not None and max_steps < 1:
-        raise ConfigurationError(f"demo --max-steps {max_steps}: pass a positive number of steps")
+    # Every input is checked before anything is written or moved.
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigurationError(f"demo --max-steps {max_steps!r}: pass a positive whole number of steps")
+    out = check_output_dir(Path(output_dir))
+    if model is not None:
+        check_model_path(model)
     notes: list[str] = []
     callback_config = default_config(notes) if config is None else config
 
     from trainer_callbacks.core.factory import create_all, load_config
 
     tables = load_config(callback_config)
-    callbacks = create_all(tables)  # a bad config fails here, before the previous output is replaced
-    out = prepare_output_dir(Path(output_dir)).resolve()
+    callbacks = create_all(tables)
+    model_and_tokenizer = _model_and_tokenizer(model, size, notes)  # read before the old output moves
+    with replace_on_success(out):
+        return _train_and_summarize(out, size, tables, callbacks, model_and_tokenizer, max_steps, notes, stream)
+
+
+def _model_and_tokenizer(model_path: str | None, size: DemoSize, notes: list[str]) -> tuple[Any, Any]:
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()  # "Writing model shards" at every save; the Trainer's bar stays
+    if model_path is None and "OMP_NUM_THREADS" not in os.environ:
+        # A 100k-parameter model is bound by per-op overhead: one intra-op thread is as fast as two on an
+        # idle machine, and 15x faster than two when other processes compete for the cores (measured).
+        import torch
+
+        torch.set_num_threads(1)
+    transformers.set_seed(0)
+    return build_model_and_tokenizer(model_path, size, notes)
+
+
+def _train_and_summarize(
+    out: Path,
+    size: DemoSize,
+    tables: Mapping[str, Any],
+    callbacks: list[Any],
+    model_and_tokenizer: tuple[Any, Any],
+    max_steps: int | None,
+    notes: list[str],
+    stream: TextIO,
+) -> Any:
     report_to = available_trackers(notes)
     mlflow_uri = tracking_environment(out, "mlflow" in report_to)
     print(
@@ -280,8 +377,12 @@ def run(
         + f"; reporting to {', '.join(report_to) or 'nothing'}; output in {out}",
         file=stream,
     )
-    trainer = _build_trainer(out, size, model, max_steps or size.max_steps, report_to, callbacks, notes)
-    trainer.train()
+    trainer = _build_trainer(out, size, model_and_tokenizer, max_steps or size.max_steps, report_to, callbacks)
+    try:
+        trainer.train()
+    except BaseException:
+        _end_mlflow_run()  # or MLflow ends it at exit, writing into the folder that now holds the old output
+        raise
     trainer.save_model()
     trainer.save_state()
 
@@ -306,31 +407,26 @@ def run(
     return summary
 
 
+def _end_mlflow_run() -> None:
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
+        mlflow.end_run(status="FAILED")
+
+
 def _build_trainer(
     out: Path,
     size: DemoSize,
-    model_path: str | None,
+    model_and_tokenizer: tuple[Any, Any],
     max_steps: int,
     report_to: list[str],
     callbacks: list[Any],
-    notes: list[str],
 ) -> Any:
-    import transformers
     from transformers import DataCollatorWithPadding, Trainer
     from transformers.trainer_callback import ProgressCallback
 
     from trainer_callbacks.core.demo_data import EncodedDataset, accuracy, generate
 
-    transformers.logging.set_verbosity_warning()
-    transformers.utils.logging.disable_progress_bar()  # "Writing model shards" at every save; the Trainer's bar stays
-    if model_path is None and "OMP_NUM_THREADS" not in os.environ:
-        # A 100k-parameter model is bound by per-op overhead: one intra-op thread is as fast as two on an
-        # idle machine, and 15x faster than two when other processes compete for the cores (measured).
-        import torch
-
-        torch.set_num_threads(1)
-    transformers.set_seed(0)
-    model, tokenizer = build_model_and_tokenizer(model_path, size, notes)
+    model, tokenizer = model_and_tokenizer
     train_rows, eval_rows = generate(size.task)
     trainer = Trainer(
         model=model,
