@@ -416,7 +416,9 @@ def test_a_successful_run_replaces_the_previous_output(tmp_path: Path, demo_in_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the previous output is gone, nothing beside
 
 
-def test_the_output_folder_is_checked_before_anything_is_written(tmp_path: Path) -> None:
+def test_the_output_folder_is_checked_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from trainer_callbacks.core.demo import backup_path, check_output_dir
     from trainer_callbacks.core.errors import ConfigurationError
 
@@ -432,6 +434,15 @@ def test_the_output_folder_is_checked_before_anything_is_written(tmp_path: Path)
     out = previous_output(tmp_path / "out")
     assert check_output_dir(out) == out
     assert check_output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    (tmp_path / "link").symlink_to(out)
+    with pytest.raises(ConfigurationError, match="is a symbolic link; pass the folder it points to"):
+        check_output_dir(tmp_path / "link")
+    (out / "checkpoint-5" / "sub").mkdir()
+    monkeypatch.chdir(out / "checkpoint-5" / "sub")
+    with pytest.raises(ConfigurationError, match="is \\(or holds\\) the current folder"):
+        check_output_dir(Path("../.."))
+    monkeypatch.chdir(tmp_path)
+    (out / "checkpoint-5" / "sub").rmdir()
     backup_path(out).mkdir()  # what a run killed outright leaves: the previous output, renamed aside
     with pytest.raises(ConfigurationError, match="stopped before it finished; move it back"):
         check_output_dir(out)

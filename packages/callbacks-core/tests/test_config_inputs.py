@@ -92,3 +92,5 @@ def test_what_is_accepted_still_builds(tmp_path: Path) -> None:
     assert [cb.monitor for cb in create_all(str(path))] == ["précision"]
     assert [cb.monitor for cb in create_all({"probe": None})] == ["eval_loss"]
     assert create_all({}) == []
+    path.write_bytes(b"\xef\xbb\xbf[probe]\nmonitor = 'bom'\n")  # UTF-8 with a byte-order mark (Windows editors)
+    assert [cb.monitor for cb in create_all(path)] == ["bom"]

@@ -120,8 +120,18 @@ def check_output_dir(path: Path) -> Path:
     and a folder beside which an interrupted run left the previous output.
     """
     path = path.expanduser().absolute()
-    if path.exists() or path.is_symlink():
-        if not path.is_dir() or path.is_symlink():
+    if path.is_symlink():
+        raise ConfigurationError(
+            f"demo --output-dir {str(path)!r} is a symbolic link; pass the folder it points to, "
+            f"{str(path.resolve())!r}, or a new folder"
+        )
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise ConfigurationError(
+            f"demo --output-dir {str(path)!r} is (or holds) the current folder, which a new run would replace; "
+            "run the demo from another folder or pass another --output-dir"
+        )
+    if path.exists():
+        if not path.is_dir():
             raise ConfigurationError(f"demo --output-dir {str(path)!r} is not a folder; pass a folder")
         if any(path.iterdir()) and not (path / MARKER).is_file():
             raise ConfigurationError(

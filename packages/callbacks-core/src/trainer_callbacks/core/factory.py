@@ -100,7 +100,7 @@ def _read_toml(path: Path) -> Mapping[str, Any]:
     except OSError as exc:
         raise ConfigurationError(f"{where} cannot be read: {exc.strerror or exc}") from None
     try:
-        decoded = text.decode("utf-8")
+        decoded = text.decode("utf-8-sig")  # a byte-order mark (some Windows editors write one) is not TOML
     except UnicodeDecodeError as exc:
         raise ConfigurationError(
             f"{where} is not UTF-8 text (byte {exc.start}: {text[exc.start : exc.start + 1]!r}); TOML files are "

@@ -27,7 +27,10 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
 
     Call ``register(CallbackSpec(name=..., summary=..., factory="pkg.module:Class"))``
     once per callback. The factory is imported only when the callback is created or
-    its options are shown.
+    its options are shown. Two optional fields put the callback in ``trainer-callbacks demo``
+    like any other: ``demo_options`` (the options the demo builds it with; ``None``: its
+    defaults) and ``summary_order`` (where the plugin's summary lines and figures go; lower
+    first, default 100).
     """
 
 

@@ -104,7 +104,7 @@ def selection_problems(installed: list[str] | None = None) -> list[str]:
     if installed is None:
         installed = [ep.name for ep in _entry_points()]
     problems = []
-    for variable, effect in ((ENV_ALLOW, "loads nothing for it"), (ENV_BLOCK, "blocks nothing")):
+    for variable, effect in ((ENV_ALLOW, "selects nothing"), (ENV_BLOCK, "blocks nothing")):
         for name in sorted(_env_list(variable) - set(installed)):
             problems.append(
                 f"{variable} names {name!r}, which is not an installed plugin, so it {effect}."
