@@ -6,6 +6,7 @@ run against what the Trainer logged, so a failure names the aspect and the clien
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -30,58 +31,68 @@ def _refuse_remote(connect: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-@pytest.fixture(scope="session")
+@contextlib.contextmanager
 def offline() -> Iterator[None]:
-    """The hub switched off (``HF_HUB_OFFLINE=1``, also in the already imported hub constants) and any
-    non-loopback connection refused: nothing is downloaded, and a client that tries fails loudly."""
+    """While it lasts: the hub switched off (``HF_HUB_OFFLINE=1``, also in the hub's already imported
+    constants) and any non-loopback connection refused, so nothing is downloaded and a client that
+    tries fails loudly. One thread for torch (tiny ops: faster on 2 shared cores, as the root conftest
+    does), no progress bars, and no ``gc.collect`` at every ``train()`` (accelerate's
+    ``clear_device_cache``, which does nothing else on CPU). Everything is restored on exit."""
+    import accelerate.utils.memory
+    import datasets
+    import huggingface_hub.constants
+    import torch
+
+    threads = torch.get_num_threads()
+    bars = datasets.is_progress_bar_enabled()
     with pytest.MonkeyPatch.context() as mp:
         for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             mp.setenv(name, "1")
         mp.setenv("TOKENIZERS_PARALLELISM", "false")
-        import huggingface_hub.constants
-
         mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
         mp.setattr(socket.socket, "connect", _refuse_remote(socket.socket.connect))
         mp.setattr(socket.socket, "connect_ex", _refuse_remote(socket.socket.connect_ex))
-        yield
+        mp.setattr(accelerate.utils.memory, "clear_device_cache", lambda garbage_collection=False: None)
+        torch.set_num_threads(1)
+        datasets.disable_progress_bars()
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            if bars:
+                datasets.enable_progress_bars()
 
 
 @pytest.fixture(scope="session")
-def tokenizer(offline: None) -> Any:
+def network_guard() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The wrapper :func:`offline` puts around ``socket.connect`` (for testing it without any traffic)."""
+    return _refuse_remote
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
     from tinyparts import train_tokenizer
 
-    return train_tokenizer()
+    with offline():
+        return train_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def client_run(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
     """``client_run(name)``: that client's :class:`clients.Run`, trained on first use and shared by the tests."""
-    import accelerate.utils.memory
-    import datasets
-    import torch
     from clients import run_client
 
     runs: dict[str, Any] = {}
 
     def get(client: str) -> Any:
         if client not in runs:
-            runs[client] = _train(client)
-        if isinstance(runs[client], BaseException):  # a failed run fails every test of that client, once trained
+            try:
+                with offline():
+                    runs[client] = run_client(client, tokenizer, tmp_path_factory.mktemp(client) / "out")
+            except Exception as exc:  # a failed run fails every test of that client, without training again
+                runs[client] = exc
+        if isinstance(runs[client], BaseException):
             raise runs[client]
         return runs[client]
-
-    def _train(client: str) -> Any:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny ops: one thread is faster on 2 shared cores (as the root conftest does)
-        datasets.disable_progress_bars()
-        try:
-            with pytest.MonkeyPatch.context() as mp:
-                # accelerate's per-train() gc.collect does nothing else on CPU and costs ~0.5 s
-                mp.setattr(accelerate.utils.memory, "clear_device_cache", lambda garbage_collection=False: None)
-                return run_client(client, tokenizer, tmp_path_factory.mktemp(client) / "out")
-        except Exception as exc:
-            return exc
-        finally:
-            torch.set_num_threads(threads)
 
     return get

@@ -8,7 +8,10 @@ as these.
 from __future__ import annotations
 
 import math
+import socket
+from typing import Any
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -114,3 +117,13 @@ def test_best_model_step_keeps_the_first_of_equal_values() -> None:
     assert best_model_step(evals, mode="min") == 4
     assert best_model_step(evals, mode="max") == 2
     assert best_model_step([], mode="min") is None
+
+
+def test_offline_guard_refuses_remote_addresses_and_passes_loopback(network_guard: Any) -> None:
+    calls = []
+    guarded = network_guard(lambda sock, address: calls.append(address))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        guarded(sock, ("127.0.0.1", 9))
+        with pytest.raises(OSError, match="must not reach the network"):
+            guarded(sock, ("example.invalid", 443))
+    assert calls == [("127.0.0.1", 9)]  # the refused address never reached the real connect
