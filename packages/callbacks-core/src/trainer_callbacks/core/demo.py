@@ -133,7 +133,11 @@ def check_output_dir(path: Path) -> Path:
     if path.exists():
         if not path.is_dir():
             raise ConfigurationError(f"demo --output-dir {str(path)!r} is not a folder; pass a folder")
-        if any(path.iterdir()) and not (path / MARKER).is_file():
+        try:
+            empty = not any(path.iterdir())
+        except OSError as exc:
+            raise ConfigurationError(f"demo --output-dir {str(path)!r}: cannot read it ({exc.strerror})") from None
+        if not empty and not (path / MARKER).is_file():
             raise ConfigurationError(
                 f"demo --output-dir {str(path)!r} is not empty and was not written by the demo; "
                 "pass an empty or new folder"
@@ -183,6 +187,10 @@ def replace_on_success(path: Path) -> Iterator[Path]:
             os.replace(backup, path)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+    if backup.exists():
+        logging.getLogger(__name__).warning(
+            "the previous demo output could not be removed completely: delete %s before the next demo run", backup
+        )
 
 
 def check_model_path(model_path: str) -> Path:
