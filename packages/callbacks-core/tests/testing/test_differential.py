@@ -1,7 +1,7 @@
 """The simulator against the real ``transformers.Trainer``: identical event streams.
 
 Each example draws a ``TrainingArguments`` configuration (``strategies.training_setups``)
-and a script of control flags that a callback sets at given events, then runs the real
+and a script of control flags that a callback sets or clears at any event, then runs the real
 ``Trainer`` on ``TinyModel`` and ``simulate`` with the same callbacks. The real run's
 evaluation losses are fed to the simulator (metric values are data, not flow), so
 ``save_strategy="best"`` and ``load_best_model_at_end`` decide on the same numbers.
@@ -51,35 +51,45 @@ from trainer_callbacks.core.testing.real_trainer import RegressionSet, build_tra
 
 FLAGS = ("should_training_stop", "should_epoch_stop", "should_evaluate", "should_save", "should_log")
 SCRIPT_EVENTS = (
+    "on_train_begin",
+    "on_epoch_begin",
     "on_step_begin",
     "on_substep_end",
+    "on_pre_optimizer_step",
+    "on_optimizer_step",
     "on_step_end",
-    "on_epoch_end",
+    "on_prediction_step",
     "on_evaluate",
     "on_log",
-    "on_epoch_begin",
+    "on_save",
+    "on_epoch_end",
 )
 
 
 class ScriptedControl(TrainerCallback):
-    """Sets control flags at scripted ``(event, global_step)`` points, like any callback may."""
+    """Sets (or clears) control flags at scripted ``(event, global_step, flag[, value])`` points, as callbacks may."""
 
-    def __init__(self, script: list[tuple[str, int, str]]) -> None:
+    def __init__(self, script: list[tuple[Any, ...]]) -> None:
         self.script = script
         for event in SCRIPT_EVENTS:
             setattr(self, event, self._make(event))
 
     def _make(self, event: str) -> Any:
         def handler(args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            for name, step, flag in self.script:
+            for name, step, flag, *value in self.script:
                 if name == event and step == state.global_step:
-                    setattr(control, flag, True)
+                    setattr(control, flag, value[0] if value else True)
             return control
 
         return handler
 
 
-scripts = st.lists(st.tuples(st.sampled_from(SCRIPT_EVENTS), st.integers(0, 12), st.sampled_from(FLAGS)), max_size=3)
+scripts = st.lists(
+    st.tuples(
+        st.sampled_from(SCRIPT_EVENTS), st.integers(0, 12), st.sampled_from(FLAGS), st.sampled_from([True, True, False])
+    ),
+    max_size=3,
+)
 
 
 def _checkpoints(output_dir: str) -> list[str]:
@@ -117,7 +127,7 @@ def _final_state(state: Any) -> dict[str, Any]:
     return out
 
 
-def _run_both(setup: strategies.TrainingSetup, script: list[tuple[str, int, str]], root: str) -> tuple[Any, Any]:
+def _run_both(setup: strategies.TrainingSetup, script: list[tuple[Any, ...]], root: str) -> tuple[Any, Any]:
     real_dir, sim_dir = os.path.join(root, "real"), os.path.join(root, "sim")
     real_rec, sim_rec = RecordingCallback(), RecordingCallback()
     real_error = sim_error = None
@@ -169,7 +179,7 @@ def _examples(minimum: int = 200) -> int:
 )
 @given(setup=strategies.training_setups(output_dir="unused"), script=scripts)
 def test_simulator_matches_real_trainer(
-    fast_real_trainer: None, tmp_path: Path, setup: strategies.TrainingSetup, script: list[tuple[str, int, str]]
+    fast_real_trainer: None, tmp_path: Path, setup: strategies.TrainingSetup, script: list[tuple[Any, ...]]
 ) -> None:
     with tempfile.TemporaryDirectory(dir=tmp_path) as root:
         _run_both(setup, script, root)
@@ -231,7 +241,7 @@ class Run:
     sized: bool = True
     resume: Any = None  # an index into the checkpoints there, True, or "missing"
     restore: bool = False
-    script: list[tuple[str, int, str]] = field(default_factory=list)
+    script: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 REFUSALS = ("best_without_metric", "no_length_no_max_steps", "empty_training_set")
