@@ -17,6 +17,18 @@ from trainer_callbacks.core.errors import (
 )
 from trainer_callbacks.core.factory import create, create_all, get_spec, load_config
 from trainer_callbacks.core.markers import hookimpl, hookspec
+from trainer_callbacks.core.metrics import (
+    EvaluationRound,
+    Round,
+    eval_key,
+    evaluates,
+    infer_mode,
+    metric_value,
+    missing_metrics_message,
+    mode_problem,
+    monitor_keys,
+    strategy,
+)
 from trainer_callbacks.core.plugins import (
     PluginInfo,
     callback_specs,
@@ -55,6 +67,19 @@ __all__ = [
     "register_plugin",
     "report_scalars",
     "unregister_plugin",
+]
+
+__all__ += [  # the metric conventions (core/metrics.py)
+    "EvaluationRound",
+    "Round",
+    "eval_key",
+    "evaluates",
+    "infer_mode",
+    "metric_value",
+    "missing_metrics_message",
+    "mode_problem",
+    "monitor_keys",
+    "strategy",
 ]
 
 _LAZY = {
