@@ -98,7 +98,9 @@ def probed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("probe") / "out"
     first_probe, second_probe = StackProbe(), StackProbe()
-    options = dict(max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2)
+    options: dict[str, Any] = dict(
+        max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CompatWarning)
         first = build_tiny_trainer(out, [first_probe], **options)
@@ -318,7 +320,11 @@ def test_autograd_final_callback() -> None:
         order.append("other")
 
     output = first * 2.0 * second  # a model output, as gradviz hooks them
-    torch.autograd.graph.register_multi_grad_hook([output], lambda grad: compat.queue_after_backward(ours), mode="any")
+
+    def backward_reached_output(grad: torch.Tensor) -> None:
+        compat.queue_after_backward(ours)
+
+    torch.autograd.graph.register_multi_grad_hook([output], backward_reached_output, mode="any")
     loss = output.sum()
     # queued later in the same pass (as DDP's reducer does from a parameter hook)
     first.register_hook(lambda g: Variable._execution_engine.queue_callback(other))
@@ -363,6 +369,7 @@ def test_grad_scaler_scale() -> None:
     scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
     scaler.scale((param * param).sum()).backward()
     assert compat.loss_scale(scaler) == 512.0
+    assert param.grad is not None
     assert torch.equal(param.grad / compat.loss_scale(scaler), 2 * param.detach())
 
 
