@@ -57,6 +57,10 @@ def reference_kept(
             if s >= n and not any(t < s and t // n == s // n for t in steps):
                 kept.add(s)
     kept |= {c.step for c in ckpts if c.is_best_model_checkpoint}
+    # never delete on missing information: an evaluated checkpoint that lacks a metric a ranking rule needs
+    ranks = policy.keep_best >= 1 or (policy.keep_pareto and len(policy.monitor) >= 2)
+    if ranks:
+        kept |= {s for s in steps if by[s].metrics and any(n not in by[s].metrics for n in policy.monitor)}
     if resume_step in by and not any(s > resume_step for s in complete):
         kept.add(resume_step)  # type: ignore[arg-type]
     if keep is not None:

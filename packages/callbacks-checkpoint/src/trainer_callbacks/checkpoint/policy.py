@@ -15,10 +15,15 @@ steps to delete. Kept is the UNION of:
   step lies in ``[k*n, (k+1)*n)`` (exactly the multiples of n when ``save_steps`` divides n);
 * ``best_model_checkpoint``: the Trainer's ``state.best_model_checkpoint``;
 * ``resume``: the checkpoint this run resumed from, until a newer complete one exists;
+* ``unranked``: a checkpoint whose evaluation did not report a metric the ranking rules need
+  (``best:*`` with ``keep_best > 0``, ``pareto``): its rank cannot be computed, and the policy
+  never deletes on missing information;
 * ``keep``: whatever the user's ``keep`` callable says to keep (it is asked only about the
   checkpoints the rules above would delete; if it raises, the checkpoint is kept).
 
-Checkpoints without metrics are never "best"; only the other rules can keep them.
+Checkpoints without any evaluation metrics (no evaluation at their step) are never "best";
+only the other rules can keep them. A NaN or infinite value is reported information: such a
+checkpoint is ranked last, not kept as unranked.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core import ConfigurationError, eval_key, infer_mode, mode_problem, monitor_keys
 
 Mode = Literal["min", "max"]
 MODES: tuple[str, ...] = ("min", "max")
@@ -110,6 +115,20 @@ def top_k(candidates: Sequence[CheckpointInfo], metric: str, mode: Mode, k: int)
     return [step for _, step in scored[:k]]
 
 
+def ranking_metrics(policy: RetentionPolicy) -> list[str]:
+    """The monitored metrics some rule ranks by (``best:*`` when ``keep_best > 0``; ``pareto``)."""
+    if policy.keep_best > 0 or (policy.keep_pareto and len(policy.monitor) > 1):
+        return list(policy.monitor)
+    return []
+
+
+def unranked(candidate: CheckpointInfo, policy: RetentionPolicy) -> list[str]:
+    """The ranking metrics ``candidate``'s evaluation did not report (empty when it had no evaluation)."""
+    if not candidate.metrics:
+        return []
+    return [name for name in ranking_metrics(policy) if name not in candidate.metrics]
+
+
 def pareto_front(candidates: Sequence[CheckpointInfo], monitor: Mapping[str, Mode]) -> list[int]:
     """Steps of the candidates no other candidate dominates, among those with every monitored metric."""
     names = list(monitor)
@@ -174,6 +193,9 @@ def decide(
             reasons[c.step].add("best_model_checkpoint")
     if resume_step is not None and resume_step in by_step and not any(s > resume_step for s in complete):
         reasons[resume_step].add("resume")
+    for c in candidates:
+        if unranked(c, policy):
+            reasons[c.step].add("unranked")
 
     errors: list[tuple[int, str]] = []
     if keep is not None:
@@ -198,35 +220,30 @@ def decide(
 
 
 def normalize_monitor(monitor: str | Mapping[str, str] | None) -> str | dict[str, str] | None:
-    """Check ``monitor`` as given to the constructor; raise :class:`ConfigurationError` if it is malformed."""
+    """Check ``monitor`` as given to the constructor; raise :class:`ConfigurationError` if it is malformed.
+
+    Names must be non-blank and distinct once the Trainer's ``eval_`` prefix is added
+    (``{"loss": "min", "eval_loss": "max"}`` names one metric twice).
+    """
     if monitor is None:
         return None
     if isinstance(monitor, str):
-        if not monitor:
-            raise ConfigurationError("CheckpointPruner(monitor=''): name a metric, e.g. monitor='eval_loss'")
+        monitor_keys([monitor], callback="CheckpointPruner")
         return monitor
     if not isinstance(monitor, Mapping) or not monitor:
         raise ConfigurationError(
             f"CheckpointPruner(monitor={monitor!r}): pass None (metric_for_best_model), a metric name, "
             "or a non-empty mapping such as {'eval_loss': 'min', 'eval_f1': 'max'}"
         )
+    monitor_keys(monitor, callback="CheckpointPruner")
     out: dict[str, str] = {}
     for name, mode in monitor.items():
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(
-                f"CheckpointPruner(monitor=...): metric names must be non-empty strings, got {name!r}"
-            )
         if mode not in MODES:
             raise ConfigurationError(
                 f"CheckpointPruner(monitor={{{name!r}: {mode!r}}}): the mode must be 'min' or 'max'"
             )
         out[name] = mode
     return out
-
-
-def eval_name(name: str) -> str:
-    """The key the Trainer logs an evaluation metric under (it adds ``eval_`` when missing)."""
-    return name if name.startswith("eval_") else f"eval_{name}"
 
 
 def resolve_monitor(
@@ -237,23 +254,40 @@ def resolve_monitor(
     """``monitor`` as ``{eval key: mode}`` for this run's ``TrainingArguments``.
 
     ``None`` means ``metric_for_best_model`` with ``greater_is_better``, exactly as the Trainer
-    ranks it (empty when that is unset). A bare name takes its mode from ``greater_is_better``
-    when it is ``metric_for_best_model``, else the Trainer's default rule: ``min`` for names
-    ending in ``loss``, ``max`` otherwise. Names get the ``eval_`` prefix the Trainer adds.
+    ranks it (empty when that is unset). A bare name takes core's ``infer_mode``:
+    ``greater_is_better`` when it is ``metric_for_best_model``, else what the name says (a loss
+    or error rate is minimised, a score maximised); a name that says neither is a
+    :class:`ConfigurationError` asking for the mode. Names get the ``eval_`` prefix.
     """
-    best = eval_name(metric_for_best_model) if metric_for_best_model else None
-
-    def default_mode(key: str) -> Mode:
-        if key == best and greater_is_better is not None:
-            return "max" if greater_is_better else "min"
-        return "min" if key.endswith("loss") else "max"
-
+    args = _BestModelArgs(metric_for_best_model, greater_is_better)
     if monitor is None:
-        return {best: default_mode(best)} if best else {}
+        if not metric_for_best_model:
+            return {}
+        key = eval_key(metric_for_best_model)
+        return {key: infer_mode(key, args) or "max"}  # the Trainer's own default when nothing tells
     if isinstance(monitor, str):
-        key = eval_name(monitor)
-        return {key: default_mode(key)}
-    return {eval_name(name): mode for name, mode in monitor.items()}  # type: ignore[misc]
+        key = eval_key(monitor.strip())
+        mode = infer_mode(key, args)
+        if mode is None:
+            raise ConfigurationError(
+                mode_problem(
+                    "CheckpointPruner",
+                    [key],
+                    args,
+                    fix=f"monitor={{{key!r}: 'max'}} (or 'min'), or set metric_for_best_model to it together with "
+                    "greater_is_better",
+                )
+            )
+        return {key: mode}
+    return {eval_key(name.strip()): mode for name, mode in monitor.items()}  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class _BestModelArgs:
+    """The two ``TrainingArguments`` fields :func:`trainer_callbacks.core.infer_mode` reads."""
+
+    metric_for_best_model: str | None
+    greater_is_better: bool | None
 
 
 def monitor_size(monitor: str | Mapping[str, str] | None) -> int:
