@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer_callbacks.core import CallbackSpec, hookimpl
+from trainer_callbacks.core import CallbackSpec, hookimpl, strategy
 from trainer_callbacks.core.plotting import PlotEvent
 
 logger = logging.getLogger("trainer_callbacks.checkpoint")
@@ -50,7 +50,7 @@ def training_args_warnings(args: Any, pruners: Sequence[Any]) -> list[str]:
             "Trainer's runs first (newest by mtime + best_model_checkpoint) and may delete checkpoints the "
             "CheckpointPruner policy would keep; set save_total_limit=None to let CheckpointPruner decide alone."
         )
-    if str(getattr(args, "save_strategy", "steps")) in ("no", "SaveStrategy.NO"):
+    if strategy(args, "save") == "no":
         notes.append("save_strategy='no': no checkpoint is saved, so CheckpointPruner has nothing to prune.")
     return notes
 
