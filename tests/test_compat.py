@@ -150,14 +150,13 @@ def test_trial_output_dir(probed_runs: dict[str, Any], tmp_path: Path) -> None:
     assert {folder for *_, folder, _ in probe.seen} == {str(probed_runs["out"])}
     assert "trial" in inspect.signature(Trainer._get_output_dir).parameters
     assert trainer._get_output_dir(trial=None) == trainer.args.output_dir
+    assert trainer._trial is None  # train() set it (the fallback when the method has no `trial` local)
     # Under a search (optuna-shaped trial), the trial folder is output_dir/hp_name(trial):
     # what CheckpointPruner must prune, computed by the Trainer itself.
     trial = type("Trial", (), {"number": 3})()
     trainer.hp_search_backend, trainer.hp_name = HPSearchBackend.OPTUNA, None
     try:
         assert trainer._get_output_dir(trial=trial) == os.path.join(trainer.args.output_dir, "run-3")
-        trainer._hp_search_setup(None)
-        assert trainer._trial is None  # the attribute compat falls back to
     finally:
         trainer.hp_search_backend = None
 

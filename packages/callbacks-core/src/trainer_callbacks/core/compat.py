@@ -299,7 +299,10 @@ def trial_output_dir() -> str | None:
         return None
     trial = local_vars.get("trial", _MISSING)
     if trial is _MISSING:
-        trial = getattr(trainer, "_trial", None)
+        trial = getattr(trainer, "_trial", _MISSING)  # set by every train() (_hp_search_setup)
+    if trial is _MISSING:
+        broken("trial-output-dir", f"no `trial` local in the dispatching method and no {type(trainer).__name__}._trial")
+        trial = None
     try:
         return str(get_output_dir(trial=trial))
     except Exception as exc:  # a search backend that cannot answer outside its own loop
