@@ -250,3 +250,45 @@ def test_installed_plugins_parse_next_to_training_arguments(require_plugins: Any
     assert to_config(*callback_args) == {"earlystop": {"patience": 3}, "lr": {"factor": 0.5}}
     early, lr = create_callbacks(*callback_args)
     assert early.state()["args"]["patience"] == 3 and lr.state()["args"]["factor"] == 0.5
+
+
+# ---- --help -------------------------------------------------------------------------------------
+class Percent:
+    """A callback whose documentation uses argparse's formatting characters.
+
+    Args:
+        share (float): about 3.5% of a step; %(default)s and %d are text here, not placeholders.
+        flag (bool): 100% on.
+        levels (list[float] | None): each 10% lower.
+    """
+
+    def __init__(self, share: float = 0.5, flag: bool = False, levels: list[float] | None = None) -> None:
+        pass
+
+
+def _help_text(capsys: pytest.CaptureFixture[str], *classes: type) -> str:
+    parser = HfArgumentParser(classes)  # type: ignore[arg-type]
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--help"])
+    assert exited.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_help_shows_percent_signs_in_option_docs_literally(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help_text(capsys, options_dataclass(CallbackSpec("percent", "percent signs", Percent)))
+    assert "about 3.5% of a step; %(default)s and %d are text here" in text
+    assert "100% on." in text and "each 10% lower." in text
+
+
+def test_help_works_with_every_installed_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    """``examples/run_classification.py --help`` builds this parser (it crashed on gradviz's "3.5%")."""
+    plugins.reload()
+    from trainer_callbacks.core import callback_specs
+
+    specs = callback_specs()
+    assert specs, "the repository's environment installs the first-party plugins"
+    text = _help_text(capsys, TrainingArguments, *callback_dataclasses())
+    for spec in specs.values():
+        for opt in spec.option_specs():
+            assert f"--{spec.name}_{opt.name}" in text
+            assert " ".join(opt.doc.split()) in text  # every doc reaches the help unchanged

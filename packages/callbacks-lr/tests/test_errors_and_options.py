@@ -18,7 +18,7 @@ from trainer_callbacks.lr.monitor import resolve_mode
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"factor": 1.0}, "factor=1.0: must be in \\(0, 1\\)"),
+        ({"factor": 1.0}, r"ReduceLROnPlateau\(factor=1.0\): give a finite number in \(0, 1\)"),
         ({"factor": 0.0}, "factor=0.0"),
         ({"factor": -0.5}, "factor=-0.5"),
         ({"patience": -1}, "patience=-1"),

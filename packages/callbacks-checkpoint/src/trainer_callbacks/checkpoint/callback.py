@@ -9,13 +9,13 @@ from types import MappingProxyType
 from typing import Any
 
 from trainer_callbacks.checkpoint.deletion import Deleter, Removal, claim_all, leftovers
+from trainer_callbacks.checkpoint.options import PrunerOptions
 from trainer_callbacks.checkpoint.policy import (
     CheckpointInfo,
     Decision,
     RetentionPolicy,
     decide,
     monitor_size,
-    normalize_monitor,
     resolve_monitor,
 )
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
@@ -51,11 +51,26 @@ def _keep_reference(fn: KeepCallable) -> str | None:
     return reference_of(fn)
 
 
-def _check_count(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"CheckpointPruner({name}={value!r}): must be an integer >= {minimum}")
+def resolve_keep(keep: Any) -> tuple[KeepCallable | None, str | None]:
+    """(the ``keep`` callable used, its saved form): ``'module:function'``, or a marker for a lambda or closure."""
+    if keep is None:
+        return None, None
+    if isinstance(keep, str) and keep.startswith(UNSAVED_KEEP_PREFIX):
+        raise ConfigurationError(
+            f"CheckpointPruner was rebuilt from a checkpoint's saved options (restore_callback_states_from_"
+            f"checkpoint=True), but its keep callable {keep[len(UNSAVED_KEEP_PREFIX) : -1]} could not be saved. "
+            "Make keep a module-level function (it is then saved as 'module:function'), or set "
+            "restore_callback_states_from_checkpoint=False: trainer-callbacks restores the pruner's "
+            "progress without it."
+        )
+    if isinstance(keep, str):
+        return _import_keep(keep), keep
+    if callable(keep):
+        saved = _keep_reference(keep) or f"{UNSAVED_KEEP_PREFIX}{getattr(keep, '__qualname__', type(keep).__name__)}>"
+        return keep, saved
+    raise ConfigurationError(
+        f"CheckpointPruner(keep={keep!r}): pass a callable taking a CheckpointInfo, or 'module:function'"
+    )
 
 
 class CheckpointPruner(PluginCallback):
@@ -70,22 +85,19 @@ class CheckpointPruner(PluginCallback):
     removed. Each prune logs ``checkpoint/kept`` and ``checkpoint/deleted`` at the save's step;
     ``on_train_end`` waits for the removals and logs ``checkpoint/bytes_freed`` once.
 
-    Args:
-        keep_last (int): keep the newest N checkpoints by global step (at least 1).
-        keep_best (int): keep the N best checkpoints by each monitored metric (ties: the newer wins); 0 disables.
-        monitor (str | dict[str, str] | None): the metric(s) that rank checkpoints: None uses
-            metric_for_best_model and greater_is_better; a name (mode: greater_is_better if it is
-            metric_for_best_model, else min for names ending in 'loss', max otherwise); or a mapping
-            such as {"eval_loss": "min", "eval_f1": "max"}. The 'eval_' prefix is added when missing.
-        keep_pareto (bool): with several monitored metrics, also keep every checkpoint on their Pareto front.
-        keep_every_n_steps (int | None): keep forever the first checkpoint at or after each multiple of N steps.
-        keep (Callable[[CheckpointInfo], bool] | str | None): called with a CheckpointInfo for each checkpoint
-            the rules would delete; a true result keeps it. A module-level function, or its 'module:function'
-            name, is saved with the options; a lambda or closure is not (see the README).
-        background (bool): remove folders on a background thread (on_train_end waits for it); False removes
-            them inside on_save.
-        dry_run (bool): decide and log as usual, but delete nothing.
+    Options: :class:`~trainer_callbacks.checkpoint.options.PrunerOptions` (``trainer-callbacks show checkpoint``).
     """
+
+    declared_options = PrunerOptions
+    # The options as attributes (set by PrunerOptions.assign, checked and converted; keep is ``_keep``).
+    keep_last: int
+    keep_best: int
+    monitor: str | dict[str, str] | None
+    keep_pareto: bool
+    keep_every_n_steps: int | None
+    _keep: KeepCallable | None
+    background: bool
+    dry_run: bool
 
     def __init__(
         self,
@@ -98,60 +110,18 @@ class CheckpointPruner(PluginCallback):
         background: bool = True,
         dry_run: bool = False,
     ) -> None:
-        _check_count("keep_last", keep_last, 1)
-        _check_count("keep_best", keep_best, 0)
-        _check_count("keep_every_n_steps", keep_every_n_steps, 1, allow_none=True)
-        monitor = normalize_monitor(monitor)
-        if keep_pareto and monitor_size(monitor) < 2:
+        options = PrunerOptions.parse(self, locals())
+        if options.keep_pareto and monitor_size(options.monitor) < 2:
             raise ConfigurationError(
-                f"CheckpointPruner(keep_pareto=True, monitor={monitor!r}): a Pareto front needs at least two "
+                f"CheckpointPruner(keep_pareto=True, monitor={options.monitor!r}): a Pareto front needs at least two "
                 "metrics; pass monitor={'eval_loss': 'min', 'eval_f1': 'max'} or drop keep_pareto"
             )
-        saved_keep: str | None
-        if keep is None:
-            self._keep: KeepCallable | None = None
-            saved_keep = None
-        elif isinstance(keep, str) and keep.startswith(UNSAVED_KEEP_PREFIX):
-            raise ConfigurationError(
-                f"CheckpointPruner was rebuilt from a checkpoint's saved options (restore_callback_states_from_"
-                f"checkpoint=True), but its keep callable {keep[len(UNSAVED_KEEP_PREFIX) : -1]} could not be saved. "
-                "Make keep a module-level function (it is then saved as 'module:function'), or set "
-                "restore_callback_states_from_checkpoint=False: trainer-callbacks restores the pruner's "
-                "progress without it."
-            )
-        elif isinstance(keep, str):
-            self._keep = _import_keep(keep)
-            saved_keep = keep
-        elif callable(keep):
-            self._keep = keep
-            saved_keep = _keep_reference(keep) or (
-                f"{UNSAVED_KEEP_PREFIX}{getattr(keep, '__qualname__', type(keep).__name__)}>"
-            )
-        else:
-            raise ConfigurationError(
-                f"CheckpointPruner(keep={keep!r}): pass a callable taking a CheckpointInfo, or 'module:function'"
-            )
-        self.keep_last = keep_last
-        self.keep_best = keep_best
-        self.monitor = monitor
-        self.keep_pareto = bool(keep_pareto)
-        self.keep_every_n_steps = keep_every_n_steps
-        self.background = bool(background)
-        self.dry_run = bool(dry_run)
+        options.assign(self)
         self._deleter = Deleter(background=self.background)
         self.deleted_total = 0
         self.bytes_freed_total = 0
         self.prunes = 0
-        super().__init__(
-            keep_last=keep_last,
-            keep_best=keep_best,
-            monitor=monitor,
-            keep_pareto=self.keep_pareto,
-            keep_every_n_steps=keep_every_n_steps,
-            keep=saved_keep,
-            background=self.background,
-            dry_run=self.dry_run,
-        )
+        super().__init__(**options.saved())
 
     @property
     def keep(self) -> KeepCallable | None:

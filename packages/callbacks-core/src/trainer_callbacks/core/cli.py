@@ -53,6 +53,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     from trainer_callbacks.core.factory import get_spec
 
     spec = get_spec(args.name)
+    if getattr(args, "markdown", False):
+        from trainer_callbacks.core.options import options_markdown
+
+        print(options_markdown(spec.option_specs()))
+        return 0
     factory = spec.factory if isinstance(spec.factory, str) else getattr(spec.factory, "__qualname__", "?")
     print(f"{spec.name}: {spec.summary}")
     print(f"  plugin: {spec.plugin}    factory: {factory}")
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("show", help="a callback's options, types, defaults and docs")
     p.add_argument("name")
+    p.add_argument("--markdown", action="store_true", help="only the options, as a Markdown table (for a README)")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("plot", help="PNG figures from a run's trainer_state.json")
     p.add_argument("run", help="the run's output_dir, a checkpoint folder, or a trainer_state.json")
@@ -98,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="demo-output")
     p.add_argument("--config", default=None, help="a callbacks TOML file (default: every installed plugin)")
     p.add_argument("--model", default=None, help="a local Hugging Face model folder (default: a tiny BERT)")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="FILE",
+        help="train on a local .csv/.json/.jsonl file instead of the generated task: a 'text' (or 'sentence') "
+        "column and a 'label' (or 'labels') column of classes (whole numbers or strings); a fifth of the rows "
+        "is held out for evaluation",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="a reduced size, for tests")
     p.set_defaults(func=cmd_demo)

@@ -175,13 +175,13 @@ def options_dataclass(spec: CallbackSpec) -> type:
         default_text = "required" if option.required else f"callback default: {shown}"
         if plain is bool and not option.required and isinstance(option.default, bool):
             # --flag / --no_flag work only with a bool default: it counts as given when it differs
-            fields.append((name, bool, dataclasses.field(default=option.default, metadata={"help": option.doc})))
+            fields.append((name, bool, dataclasses.field(default=option.default, metadata=_help(option.doc))))
         elif plain is not None:
             help_text = f"{option.doc} ({default_text})".strip()
-            fields.append((name, plain | None, dataclasses.field(default=None, metadata={"help": help_text})))
+            fields.append((name, plain | None, dataclasses.field(default=None, metadata=_help(help_text))))
         else:
             help_text = f"{option.doc} [{option.type}: JSON, a comma list or key=value pairs; {default_text}]".strip()
-            fields.append((name, str | None, dataclasses.field(default=None, metadata={"help": help_text})))
+            fields.append((name, str | None, dataclasses.field(default=None, metadata=_help(help_text))))
         kinds[option.name] = (option, annotation, plain is not None)
     cls = dataclasses.make_dataclass(_class_name(spec.name), fields)
     cls.__doc__ = f"Options of the {spec.name!r} callback ({spec.summary})."
@@ -190,6 +190,11 @@ def options_dataclass(spec: CallbackSpec) -> type:
     cls.__callback_options__ = kinds  # type: ignore[attr-defined]
     _cache[key] = cls
     return cls
+
+
+def _help(text: str) -> dict[str, str]:
+    """``HfArgumentParser`` metadata; argparse %-formats help strings, so a literal ``%`` is doubled."""
+    return {"help": text.replace("%", "%%")}
 
 
 def _jsonable(value: Any) -> bool:

@@ -1,10 +1,11 @@
 """What a plugin registers: a :class:`CallbackSpec` per callback it provides.
 
 A spec names a factory as an import string (``"package.module:Class"``) so that listing
-plugins never imports torch or transformers. The options are read, when first needed,
-from the factory's signature and the ``Args:`` section of its docstring, so a
-callback's constructor is the one place its options are written down. A plugin may
-instead pass ``options`` explicitly.
+plugins never imports torch or transformers. The options are read, when first needed, from
+the factory's declared options (a :class:`~trainer_callbacks.core.options.CallbackOptions`
+dataclass named by ``declared_options`` next to its ``__init__``); a factory without them
+has its options read from its signature and the ``Args:`` section of its docstring. A
+plugin may instead pass ``options`` explicitly.
 """
 
 from __future__ import annotations
@@ -86,7 +87,13 @@ class CallbackSpec:
 
 
 def options_from_callable(factory: Callable[..., Any]) -> tuple[OptionSpec, ...]:
-    """Options from a class's ``__init__`` (or a function's) signature and Google-style docstring."""
+    """The options a class declares (``declared_options``), else those of its ``__init__`` (or a
+    function's) signature and Google-style docstring."""
+    from trainer_callbacks.core.options import declared_options
+
+    declared = declared_options(factory)
+    if declared is not None:
+        return declared.option_specs()
     target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
     signature = inspect.signature(target)
     docs = parse_arg_docs(inspect.getdoc(factory) or "")

@@ -14,8 +14,8 @@ from trainer_callbacks.earlystop.metric import (
     infer_mode,
     metric_key,
     mode_problem,
-    monitor_to_json,
 )
+from trainer_callbacks.earlystop.options import StopperOptions
 from trainer_callbacks.earlystop.rule import Best, EarlyStoppingRule, StopReason
 
 logger = logging.getLogger(__name__)
@@ -52,23 +52,10 @@ class EarlyStopping(PluginCallback):
     ``state.best_metric``), resets at each ``train()``, resumes exactly from checkpoints, and logs
     ``early_stopping/wait/<metric>``, ``early_stopping/best/<metric>`` and ``early_stopping/stopped``.
 
-    Args:
-        monitor (str | dict | list): the metric(s): "eval_loss", {"eval_loss": "min", "eval_accuracy": "max"} or a
-            list of Metric(...) (or of tables of Metric fields). Names without "eval_" get it. A bare name takes its
-            mode from greater_is_better when it is metric_for_best_model, else "min" for loss/error/perplexity.
-        patience (int | dict): evaluations without improvement before a metric counts as stalled (0 acts like 1).
-        threshold (float | dict): minimum change that counts as improvement.
-        threshold_mode (str | dict): "abs" (change > threshold) or "rel" (change > threshold * |best|).
-        combine (str): "all": stop when every metric has stalled; "any": when one has; "pareto": when no evaluation's
-            vector of values has been undominated for patience evaluations.
-        baseline (float | dict | None): value(s) that must be beaten to count as improvement.
-        stopping_threshold (float | dict | None): value(s) at which the goal is reached: stop at once.
-        divergence_threshold (float | dict | None): value(s) past which training is hopeless: stop at once.
-        check_finite (bool): stop at once when a monitored metric is NaN or inf.
-        min_steps (int): evaluations before this global step are ignored entirely.
-        strict (bool): a monitored metric missing from an evaluation is an error listing the metrics present;
-            False: that metric is skipped for that evaluation, with one warning.
+    Options: :class:`~trainer_callbacks.earlystop.options.StopperOptions` (``trainer-callbacks show earlystop``).
     """
+
+    declared_options = StopperOptions
 
     def __init__(
         self,
@@ -84,36 +71,9 @@ class EarlyStopping(PluginCallback):
         min_steps: int = 0,
         strict: bool = True,
     ) -> None:
-        self._config = build_config(
-            monitor,
-            patience=patience,
-            threshold=threshold,
-            threshold_mode=threshold_mode,
-            combine=combine,
-            baseline=baseline,
-            stopping_threshold=stopping_threshold,
-            divergence_threshold=divergence_threshold,
-            check_finite=check_finite,
-            min_steps=min_steps,
-            strict=strict,
-        )
-        super().__init__(
-            monitor=monitor_to_json(monitor),
-            patience=dict(patience) if isinstance(patience, Mapping) else patience,
-            threshold=dict(threshold) if isinstance(threshold, Mapping) else threshold,
-            threshold_mode=dict(threshold_mode) if isinstance(threshold_mode, Mapping) else threshold_mode,
-            combine=combine,
-            baseline=dict(baseline) if isinstance(baseline, Mapping) else baseline,
-            stopping_threshold=dict(stopping_threshold)
-            if isinstance(stopping_threshold, Mapping)
-            else stopping_threshold,
-            divergence_threshold=dict(divergence_threshold)
-            if isinstance(divergence_threshold, Mapping)
-            else divergence_threshold,
-            check_finite=check_finite,
-            min_steps=min_steps,
-            strict=strict,
-        )
+        options = StopperOptions.parse(self, locals())
+        self._config = build_config(**options.as_dict())
+        super().__init__(**options.saved())
 
     @classmethod
     def from_training_args(cls, args: Any, patience: int = 1, threshold: float = 0.0, **options: Any) -> EarlyStopping:

@@ -8,13 +8,14 @@ train begin by :meth:`StoppingConfig.resolve`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from trainer_callbacks.core import Flag, check_value
 from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.earlystop.rule import COMBINES, MODES, THRESHOLD_MODES, EarlyStoppingRule, MetricRule
+from trainer_callbacks.earlystop.options import COMBINE, MIN_STEPS, PATIENCE, THRESHOLD, THRESHOLD_MODE, VALUE
+from trainer_callbacks.earlystop.rule import MODES, EarlyStoppingRule, MetricRule
 
 LOWER_IS_BETTER = ("loss", "error", "perplexity")
 """A bare-string monitor whose name contains one of these is minimised."""
@@ -34,41 +35,22 @@ def metric_key(name: str) -> str:
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
+# The value checks are core's (trainer_callbacks.core.options), configured in .options: the same
+# rule for a constructor option, a per-metric mapping entry and a Metric(...) override.
 def _check_patience(field: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigurationError(
-            f"{field}={value!r}: patience is a number of evaluations, an int >= 0 (0 acts like 1: stop at the "
-            "first evaluation that does not improve)"
-        )
-    return value
+    return check_value("", field, value, PATIENCE)  # type: ignore[no-any-return]
 
 
 def _check_threshold(field: str, value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise ConfigurationError(
-            f"{field}={value!r}: the minimum change that counts as improvement is a finite number >= 0 "
-            "(for a metric that may go either way, the direction comes from mode)"
-        )
-    return float(value)
+    return check_value("", field, value, THRESHOLD)  # type: ignore[no-any-return]
 
 
 def _check_threshold_mode(field: str, value: Any) -> str:
-    if value not in THRESHOLD_MODES:
-        raise ConfigurationError(
-            f"{field}={value!r}: use 'abs' (improve by more than threshold) or 'rel' "
-            "(improve by more than threshold * |best|)"
-        )
-    return str(value)
+    return check_value("", field, value, THRESHOLD_MODE)  # type: ignore[no-any-return]
 
 
 def _check_value(field: str, value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value):
-        raise ConfigurationError(f"{field}={value!r}: give a finite number")
-    return float(value)
+    return check_value("", field, value, VALUE)  # type: ignore[no-any-return]
 
 
 def _check_mode(field: str, value: Any) -> str:
@@ -320,17 +302,10 @@ def build_config(
     """Validate the ``EarlyStopping`` options (every error names its field)."""
     entries = _parse_monitor(monitor)
     names = [e.metric.name for e in entries]
-    if combine not in COMBINES:
-        raise ConfigurationError(
-            f"combine={combine!r}: use 'all' (stop when every metric has stalled), 'any' (when one has) or "
-            "'pareto' (when no evaluation improves the Pareto front for patience evaluations)"
-        )
-    if not isinstance(check_finite, bool):
-        raise ConfigurationError(f"check_finite={check_finite!r}: give True or False")
-    if not isinstance(strict, bool):
-        raise ConfigurationError(f"strict={strict!r}: give True or False")
-    if not isinstance(min_steps, int) or isinstance(min_steps, bool) or min_steps < 0:
-        raise ConfigurationError(f"min_steps={min_steps!r}: give a global step, an int >= 0")
+    combine = check_value("", "combine", combine, COMBINE)
+    check_finite = check_value("", "check_finite", check_finite, Flag())
+    strict = check_value("", "strict", strict, Flag())
+    min_steps = check_value("", "min_steps", min_steps, MIN_STEPS)
     if patience is None or threshold is None or threshold_mode is None:
         none = next(
             n

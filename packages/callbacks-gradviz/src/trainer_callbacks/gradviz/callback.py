@@ -19,12 +19,11 @@ from trainer_callbacks.gradviz.capture import BackwardEndCapture
 from trainer_callbacks.gradviz.errors import NonFiniteGradientError, NonFiniteGradientWarning, describe
 from trainer_callbacks.gradviz.grouping import GROUP_BY_CHOICES, Grouping, build_grouping
 from trainer_callbacks.gradviz.kernel import GroupNormKernel
+from trainer_callbacks.gradviz.options import GradNormOptions
 from trainer_callbacks.gradviz.sharding import all_reduce_partials, local_tensor, shard_groups
 from trainer_callbacks.gradviz.timing import steps_per_epoch, will_log
 
 logger = logging.getLogger(__name__)
-
-_NONFINITE_CHOICES = ("warn", "raise", "ignore")
 
 
 def _resolve_group_by(group_by: Any) -> tuple[str | Callable[[str], str], str]:
@@ -73,28 +72,20 @@ class GradNormLogger(PluginCallback):
     (device, dtype), a per-group reduction on the device and one device-to-host transfer;
     nothing on other steps unless ``on_nonfinite="raise"`` asks for an every-step check.
 
-    Args:
-        every_n_steps (int | None): measure every N optimizer steps; None follows the Trainer's logging
-            (``logging_steps``, fractional ``logging_steps``, ``logging_first_step``, ``logging_strategy="epoch"``).
-        group_by (str | Callable): "layer" (``bert.encoder.layer.3``, ``bert.embeddings``, ``classifier``),
-            "module" (the module owning each parameter), "parameter", or a callable ``name -> group``
-            (also accepted as a ``"package.module:function"`` string).
-        norm_type (float): p of the p-norm (2.0 like the Trainer's ``grad_norm``; ``inf`` for the max-norm).
-        include (list[str] | None): glob patterns (fnmatch) of parameter names to include; None includes all.
-        exclude (list[str] | None): glob patterns of parameter names to leave out.
-        log_param_norm (bool): also log ``param_norm/<group>``, the norm of the weights before the step.
-        log_update_ratio (bool): also log ``update_ratio/<group>`` = ||w_after - w_before|| / ||w_before|| of
-            the optimizer step, on measured steps only. Holds one temporary copy of the selected
-            parameters during the optimizer step of measured steps (the memory of the trainable weights).
-        histogram (bool): also write a TensorBoard histogram ``grad_norm_groups`` of the per-group norms.
-        on_nonfinite (str): "warn" (a NonFiniteGradientWarning naming the groups and the step, and
-            ``grad_nonfinite/<group>`` = 1), "raise" (NonFiniteGradientError before the optimizer step),
-            or "ignore". "warn" checks the measured steps, for free (a non-finite group norm names the
-            group; a NaN update then shows again at the next measured step); "raise" checks every step,
-            for one fused pass over the gradients and one host sync per step (about 3.5% of a step of a
-            4-layer BERT on CPU, docs/benchmarks.md); "ignore" checks nothing. Under fp16 loss scaling an overflow is
-            normal: the step is skipped by the scaler and logged as ``grad_norm/skipped`` = 1 instead.
+    Options: :class:`~trainer_callbacks.gradviz.options.GradNormOptions` (``trainer-callbacks show gradviz``).
     """
+
+    declared_options = GradNormOptions
+    # The options as attributes (set by GradNormOptions.assign, checked and converted).
+    every_n_steps: int | None
+    group_by: str | Callable[[str], str]
+    norm_type: float
+    include: list[str] | None
+    exclude: list[str] | None
+    log_param_norm: bool
+    log_update_ratio: bool
+    histogram: bool
+    on_nonfinite: str
 
     def __init__(
         self,
@@ -108,40 +99,9 @@ class GradNormLogger(PluginCallback):
         histogram: bool = False,
         on_nonfinite: str = "warn",
     ) -> None:
-        if every_n_steps is not None and (
-            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1
-        ):
-            raise ConfigurationError(f"GradNormLogger(every_n_steps={every_n_steps!r}): expected None or an int >= 1")
-        try:
-            norm_type = float(norm_type)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"GradNormLogger(norm_type={norm_type!r}): expected a number") from None
-        if not norm_type >= 0:
-            raise ConfigurationError(f"GradNormLogger(norm_type={norm_type!r}): expected a number >= 0 or inf")
-        if on_nonfinite not in _NONFINITE_CHOICES:
-            raise ConfigurationError(
-                f"GradNormLogger(on_nonfinite={on_nonfinite!r}): expected one of {_NONFINITE_CHOICES}"
-            )
-        self.group_by, group_by_saved = _resolve_group_by(group_by)
-        self.every_n_steps = every_n_steps
-        self.norm_type = norm_type
-        self.include = _patterns(include, "include")
-        self.exclude = _patterns(exclude, "exclude")
-        self.log_param_norm = bool(log_param_norm)
-        self.log_update_ratio = bool(log_update_ratio)
-        self.histogram = bool(histogram)
-        self.on_nonfinite = on_nonfinite
-        super().__init__(
-            every_n_steps=every_n_steps,
-            group_by=group_by_saved,
-            norm_type=norm_type if math.isfinite(norm_type) else "inf",
-            include=self.include,
-            exclude=self.exclude,
-            log_param_norm=self.log_param_norm,
-            log_update_ratio=self.log_update_ratio,
-            histogram=self.histogram,
-            on_nonfinite=on_nonfinite,
-        )
+        options = GradNormOptions.parse(self, locals())
+        options.assign(self)
+        super().__init__(**options.saved())
 
     # ---- per-run state -----------------------------------------------------------------
     def reset(self) -> None:

@@ -11,18 +11,11 @@ from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.lr import names
 from trainer_callbacks.lr.monitor import belongs_to, evaluation_prefix, find_metric, resolve_mode
+from trainer_callbacks.lr.options import PlateauOptions
 from trainer_callbacks.lr.plateau import PlateauRule, reduced_lrs
 from trainer_callbacks.lr.scaling import LRTarget
 
 logger = logging.getLogger(__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _setting(value: Any) -> str:
@@ -39,26 +32,22 @@ class ReduceLROnPlateau(PluginCallback):
     from the very next optimizer step. The ``rel`` threshold is sign-safe for negative
     metrics (torch's is not); for non-negative metrics the decisions equal torch's.
 
-    Args:
-        monitor (str): The evaluation metric to watch, as in the ``metrics`` of ``on_evaluate``
-            (``eval_loss``, ``eval_accuracy``); a name without the ``eval_`` prefix is also found.
-        mode (str | None): ``"min"`` or ``"max"``. ``None``: from ``greater_is_better`` when ``monitor`` is
-            ``metric_for_best_model``, else ``"min"`` for loss-like names (loss, error, perplexity, ppl),
-            else a configuration error at train begin.
-        factor (float): Multiplier of the peak LR at each reduction, in (0, 1).
-        patience (int): Evaluations without improvement that are tolerated; the LR is cut at the
-            ``patience + 1``-th (as torch). 0 cuts at the first evaluation that does not improve.
-        threshold (float): Minimal change that counts as an improvement (relative or absolute).
-        threshold_mode (str): ``"rel"``: improve by ``threshold * |best|``; ``"abs"``: by ``threshold``.
-        cooldown (int): Evaluations after a reduction during which bad evaluations are not counted.
-        min_lr (float | list[float]): Lower bound of each group's peak LR: one number for all groups
-            or one per param group (the length must equal the optimizer's param groups).
-        eps (float): A reduction smaller than this (in LR units) is skipped, as in torch.
-        strict (bool): Raise a ``ConfigurationError`` listing the metrics present when ``monitor`` is
-            missing from an evaluation; ``False``: warn once and skip such evaluations.
-        min_steps (int): Evaluations before this global step are ignored entirely (no best, no bad
-            count, no cooldown change).
+    Options: :class:`~trainer_callbacks.lr.options.PlateauOptions` (``trainer-callbacks show lr``).
     """
+
+    declared_options = PlateauOptions
+    # The options as attributes (set by PlateauOptions.assign, checked and converted).
+    monitor: str
+    mode: str | None
+    factor: float
+    patience: int
+    threshold: float
+    threshold_mode: str
+    cooldown: int
+    min_lr: float | list[float]
+    eps: float
+    strict: bool
+    min_steps: int
 
     def __init__(
         self,
@@ -74,37 +63,14 @@ class ReduceLROnPlateau(PluginCallback):
         strict: bool = True,
         min_steps: int = 0,
     ) -> None:
-        problems = _option_problems(
-            monitor, mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps, strict, min_steps
-        )
-        if problems:
-            raise ConfigurationError("ReduceLROnPlateau: " + "; ".join(problems))
-        self.monitor = monitor
-        self.mode = mode
-        self.factor = float(factor)
-        self.patience = patience
-        self.threshold = float(threshold)
-        self.threshold_mode = threshold_mode
-        self.cooldown = cooldown
-        self.min_lr: float | list[float] = (
-            [float(v) for v in min_lr] if isinstance(min_lr, (list, tuple)) else float(min_lr)
-        )
-        self.eps = float(eps)
-        self.strict = strict
-        self.min_steps = min_steps
-        super().__init__(
-            monitor=monitor,
-            mode=mode,
-            factor=self.factor,
-            patience=patience,
-            threshold=self.threshold,
-            threshold_mode=threshold_mode,
-            cooldown=cooldown,
-            min_lr=self.min_lr,
-            eps=self.eps,
-            strict=strict,
-            min_steps=min_steps,
-        )
+        options = PlateauOptions.parse(self, locals())
+        if options.threshold_mode == "rel" and options.threshold >= 1:
+            raise ConfigurationError(
+                f"ReduceLROnPlateau(threshold={threshold!r}) with threshold_mode='rel': must be < 1 (a fraction of "
+                "|best|); lower it or use threshold_mode='abs'"
+            )
+        options.assign(self)
+        super().__init__(**options.saved())
 
     # ---- per-run state ---------------------------------------------------------------
     def reset(self) -> None:
@@ -306,45 +272,3 @@ def _missing_message(monitor: str, present: Sequence[str]) -> str:
         f"{', '.join(present) or '(none)'}. Set monitor= to one of them (compute_metrics results are prefixed "
         "with 'eval_', or 'eval_<name>_' for a dict of eval datasets), or pass strict=False to skip such evaluations"
     )
-
-
-def _option_problems(
-    monitor: Any,
-    mode: Any,
-    factor: Any,
-    patience: Any,
-    threshold: Any,
-    threshold_mode: Any,
-    cooldown: Any,
-    min_lr: Any,
-    eps: Any,
-    strict: Any,
-    min_steps: Any,
-) -> list[str]:
-    problems = []
-    if not isinstance(monitor, str) or not monitor:
-        problems.append(f"monitor={monitor!r}: pass the name of an evaluation metric such as 'eval_loss'")
-    if mode not in (None, "min", "max"):
-        problems.append(f"mode={mode!r}: use 'min', 'max' or None (derived from greater_is_better / the name)")
-    if not _is_number(factor) or not 0.0 < factor < 1.0:
-        problems.append(f"factor={factor!r}: must be in (0, 1), e.g. 0.1 or 0.5 (the LR is multiplied by it)")
-    if not _is_int(patience) or patience < 0:
-        problems.append(f"patience={patience!r}: must be an integer >= 0")
-    if not _is_int(cooldown) or cooldown < 0:
-        problems.append(f"cooldown={cooldown!r}: must be an integer >= 0")
-    if not _is_int(min_steps) or min_steps < 0:
-        problems.append(f"min_steps={min_steps!r}: must be an integer >= 0")
-    if threshold_mode not in ("rel", "abs"):
-        problems.append(f"threshold_mode={threshold_mode!r}: use 'rel' or 'abs'")
-    if not _is_number(threshold) or not math.isfinite(threshold) or threshold < 0:
-        problems.append(f"threshold={threshold!r}: must be a finite number >= 0")
-    elif threshold_mode == "rel" and threshold >= 1:
-        problems.append(f"threshold={threshold!r} with threshold_mode='rel': must be < 1 (a fraction of |best|)")
-    lrs = min_lr if isinstance(min_lr, (list, tuple)) else [min_lr]
-    if not lrs or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in lrs):
-        problems.append(f"min_lr={min_lr!r}: a number >= 0, or a non-empty list of them (one per param group)")
-    if not _is_number(eps) or not math.isfinite(eps) or eps < 0:
-        problems.append(f"eps={eps!r}: must be a finite number >= 0")
-    if not isinstance(strict, bool):
-        problems.append(f"strict={strict!r}: must be True or False")
-    return problems
