@@ -20,6 +20,7 @@ from trainer_callbacks.checkpoint.policy import (
 )
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
 from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
+from trainer_callbacks.core import StateReader
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.references import import_reference, reference_of
@@ -150,9 +151,14 @@ class CheckpointPruner(PluginCallback):
         # a moment that depends on load, so they are not part of the saved state.
         return {"deleted_total": self.deleted_total, "prunes": self.prunes}
 
+    fresh_start_is_safe = True
+    """The saved progress is two counters: a damaged one warns and restarts them (decisions come from the disk)."""
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.deleted_total = int(state.get("deleted_total", 0))
-        self.prunes = int(state.get("prunes", 0))
+        saved = StateReader(state)  # "bytes_freed_total", written by older versions, is not read
+        deleted_total = saved.integer("deleted_total", 0, minimum=0)
+        self.prunes = saved.integer("prunes", 0, minimum=0)
+        self.deleted_total = deleted_total
 
     def check_training_args(self, args: Any) -> list[str]:
         problems = []

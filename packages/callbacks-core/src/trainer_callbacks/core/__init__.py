@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from trainer_callbacks.core.errors import (
     ConfigurationError,
     PluginLoadError,
+    SavedStateError,
     TrainerCallbacksError,
     UnknownCallbackError,
     UnknownOptionError,
@@ -53,6 +54,7 @@ from trainer_callbacks.core.plugins import (
     register_plugin,
     unregister_plugin,
 )
+from trainer_callbacks.core.saved_state import StateFieldError, StateReader
 from trainer_callbacks.core.spec import CallbackSpec, OptionSpec
 
 if TYPE_CHECKING:
@@ -76,6 +78,9 @@ __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "Real",
+    "SavedStateError",
+    "StateFieldError",
+    "StateReader",
     "Text",
     "TrainerCallbacksError",
     "UnknownCallbackError",

@@ -7,7 +7,14 @@ It gives a callback, once, what every callback here must do:
   Trainer saves it in ``trainer_state.json`` at every checkpoint;
 * resume without ``restore_callback_states_from_checkpoint``: at ``on_train_begin`` of a
   resumed run (``state.global_step > 0``) the saved progress is read back from
-  ``state.stateful_callbacks``;
+  ``state.stateful_callbacks``; a damaged entry is a :class:`SavedStateError` naming the
+  callback, the checkpoint folder and the field (``load_state_dict`` reads through
+  :class:`~trainer_callbacks.core.saved_state.StateReader`), or, for a callback whose progress
+  is bookkeeping only (``fresh_start_is_safe``), a warning and a fresh start;
+* resume with ``restore_callback_states_from_checkpoint=True``: the Trainer replaces each
+  callback with a new one built from the checkpoint's saved options; at ``on_train_begin`` the
+  user's own object is put back in its place (and restored as above), with a warning naming
+  any option that differs from the saved ones;
 * reuse: :meth:`reset` runs at every ``on_train_begin``, so one instance serves several
   ``train()`` calls and hyperparameter-search trials;
 * validation: the ``validate_training_args`` hook of every plugin runs at the start of
@@ -25,13 +32,14 @@ import json
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from trainer_callbacks.core import reporting
 from trainer_callbacks.core.compat import callback_handler, stateful_callback_key
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core.errors import ConfigurationError, SavedStateError
+from trainer_callbacks.core.saved_state import StateFieldError, describe
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +51,13 @@ def _jsonable(value: Any) -> Any:
 
 class PluginCallback(TrainerCallback, ExportableState):
     """Base class for trainer-callbacks callbacks (see the module docstring)."""
+
+    fresh_start_is_safe: ClassVar[bool] = False
+    """True when the saved progress is bookkeeping only (nothing the callback decides depends on
+    it): a damaged saved state then starts the callback fresh with a warning instead of an error."""
+
+    _replaces: Any = None
+    """On an object the Trainer rebuilt from saved options: the user's object it replaced."""
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -80,7 +95,19 @@ class PluginCallback(TrainerCallback, ExportableState):
 
     @progress.setter
     def progress(self, value: Mapping[str, Any]) -> None:
-        self.load_state_dict(value)
+        # Only the Trainer's restore_callback_states_from_checkpoint sets this, on an object it
+        # has just built from the saved options and is about to put in place of the user's
+        # one: remember which (the first of this class still in the handler is the one it
+        # removes next), so that on_train_begin can put the user's object back.
+        handler = _rebuilding_handler()
+        self._replaces = next(
+            (cb for cb in getattr(handler, "callbacks", ()) if type(cb) is type(self) and cb is not self), None
+        )
+        try:
+            self.load_state_dict(value)
+        except (SavedStateError, KeyError, TypeError, ValueError, AttributeError):
+            # reported with the checkpoint's name at on_train_begin, where the state is read again
+            self.reset()
 
     def state(self) -> dict[str, Any]:
         return {"args": dict(self._options), "attributes": {"progress": self.progress}}
@@ -89,6 +116,7 @@ class PluginCallback(TrainerCallback, ExportableState):
     def __getstate__(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["_handler_ref"] = None
+        data.pop("_replaces", None)
         return data
 
     # ---- the event that ties it together ----------------------------------------------
@@ -99,6 +127,11 @@ class PluginCallback(TrainerCallback, ExportableState):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         handler = callback_handler()
+        if handler is not None:
+            original = _put_back_user_callbacks(handler, self)
+            if original is not None:  # self was built by the Trainer; the user's object takes its turn
+                original.on_train_begin(args, state, control, **kwargs)
+                return
         self._handler_ref = weakref.ref(handler) if handler is not None else None
         siblings: Sequence[Any] = handler.callbacks if handler is not None else [self]
         first = next((cb for cb in siblings if isinstance(cb, PluginCallback)), self)
@@ -115,8 +148,39 @@ class PluginCallback(TrainerCallback, ExportableState):
         reporting.flush(self.handler)
 
     def _restore(self, state: Any, siblings: Sequence[Any]) -> None:
+        try:
+            self._restore_checked(state, siblings)
+        except SavedStateError as exc:
+            name = type(self).__name__
+            where = _checkpoint_file(state)
+            field = exc.field if isinstance(exc, StateFieldError) else ""
+            key = stateful_callback_key(self)
+            path = f"stateful_callbacks.{key}" + (field if field.startswith("[") or not field else f".{field}")
+            problem = exc.problem if isinstance(exc, StateFieldError) else str(exc)
+            if self.fresh_start_is_safe:
+                logger.warning(
+                    "%s: the saved state in %s is damaged (%s: %s); starting %s fresh (its saved progress is "
+                    "bookkeeping only: no decision depends on it).",
+                    name,
+                    where,
+                    path,
+                    problem,
+                    name,
+                )
+                self.reset()
+                return
+            raise SavedStateError(
+                f"{name}: cannot resume from the saved state in {where}: {path}: {problem}. The file was damaged "
+                f"or written by another version. Resume from another checkpoint, or delete the {name!r} entry of "
+                f"stateful_callbacks in that file to start {name} fresh (it then warns that it does)."
+            ) from None
+
+    def _restore_checked(self, state: Any, siblings: Sequence[Any]) -> None:
         name = stateful_callback_key(self)
-        saved = (state.stateful_callbacks or {}).get(name)
+        saved_all = state.stateful_callbacks
+        if saved_all is not None and not isinstance(saved_all, Mapping):
+            raise SavedStateError(f"stateful_callbacks is {describe(saved_all)}, not a table")
+        saved = (saved_all or {}).get(name)
         if saved is None:
             logger.warning(
                 "%s: resuming at step %d from a checkpoint that holds no saved state for it; starting fresh.",
@@ -129,6 +193,13 @@ class PluginCallback(TrainerCallback, ExportableState):
                 state.stateful_callbacks[name] = self.state()
             return
         entries = saved if isinstance(saved, list) else [saved]
+        for i, entry in enumerate(entries):
+            at = f"[{i}]" if isinstance(saved, list) else ""
+            if not isinstance(entry, Mapping):
+                raise StateFieldError(at, f"expected a table with 'args' and 'attributes', got {describe(entry)}")
+            for key in ("args", "attributes"):
+                if not isinstance(entry.get(key, {}), Mapping):
+                    raise StateFieldError(f"{at}.{key}".lstrip("."), f"expected a table, got {describe(entry[key])}")
         same_options = [e for e in entries if _jsonable(e.get("args", {})) == self._options]
         if not same_options:
             logger.warning(
@@ -144,9 +215,91 @@ class PluginCallback(TrainerCallback, ExportableState):
         index = next((i for i, cb in enumerate(twins) if cb is self), 0)
         newest = same_options[-len(twins) :] if len(same_options) >= len(twins) else same_options
         entry = newest[min(index, len(newest) - 1)]
-        self.load_state_dict(entry.get("attributes", {}).get("progress", {}))
+        at = f"[{entries.index(entry)}]." if isinstance(saved, list) else ""
+        progress = entry.get("attributes", {}).get("progress", {})
+        try:
+            if not isinstance(progress, Mapping):
+                raise StateFieldError("", f"expected a table, got {describe(progress)}")
+            self.load_state_dict(progress)
+        except StateFieldError as exc:
+            inner = f".{exc.field}" if exc.field else ""
+            raise StateFieldError(f"{at}attributes.progress{inner}", exc.problem) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a load_state_dict without StateReader
+            raise StateFieldError(f"{at}attributes.progress", f"{type(exc).__name__}: {exc}") from None
 
     # ---- reporting ----------------------------------------------------------------------
     def report(self, args: Any, state: Any, scalars: Mapping[str, float], *, step: int | None = None) -> None:
         """Send ``scalars`` to ``log_history``, TensorBoard and MLflow (see :mod:`.reporting`)."""
         reporting.report_scalars(args, state, scalars, step=step, handler=self.handler)
+
+
+def _checkpoint_file(state: Any) -> str:
+    """The ``trainer_state.json`` being resumed from, as precisely as it can be known."""
+    from trainer_callbacks.core.compat import resume_checkpoint_on_stack
+
+    folder = resume_checkpoint_on_stack()
+    if folder:
+        return f"{folder}/trainer_state.json"
+    return f"the checkpoint of step {state.global_step} (its trainer_state.json)"
+
+
+def _rebuilding_handler() -> Any:
+    """The ``CallbackHandler`` of the Trainer (or simulator) whose ``_load_callback_state`` is on the stack.
+
+    The nearest calling frame whose ``self`` holds a ``callback_handler``: transformers'
+    ``Trainer._load_callback_state`` (5.24) sets ``progress`` from there; ``None`` elsewhere.
+    """
+    import sys
+
+    from transformers.trainer_callback import CallbackHandler
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        handler = getattr(frame.f_locals.get("self"), "callback_handler", None)
+        if isinstance(handler, CallbackHandler):
+            return handler
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _put_back_user_callbacks(handler: Any, current: PluginCallback) -> PluginCallback | None:
+    """Undo ``restore_callback_states_from_checkpoint``'s replacement of the user's objects.
+
+    Each object the Trainer built from saved options is replaced, at its place in the handler,
+    by the user's object it stood in for (a warning names the options that differ from the
+    saved ones: the user's options are used). Returns the user's object if ``current`` was one
+    of those replaced.
+    """
+    callbacks = handler.callbacks
+    taken_back = None
+    for i, cb in enumerate(callbacks):
+        original = getattr(cb, "_replaces", None)
+        if not isinstance(cb, PluginCallback) or original is None:
+            continue
+        cb._replaces = None
+        if any(other is original for other in callbacks):
+            continue
+        callbacks[i] = original
+        if cb is current:
+            taken_back = original
+        name = type(cb).__name__
+        changed = {
+            k: (original._options.get(k), cb._options.get(k))
+            for k in sorted(set(original._options) | set(cb._options))
+            if original._options.get(k) != cb._options.get(k)
+        }
+        if changed:
+            logger.warning(
+                "%s: restore_callback_states_from_checkpoint=True rebuilt it from the checkpoint's saved options; "
+                "trainer-callbacks keeps your object, with your options, which differ from the saved ones: %s. Its "
+                "progress is restored only when the options match (otherwise it starts fresh).",
+                name,
+                "; ".join(f"{k}={mine!r} (saved: {saved!r})" for k, (mine, saved) in changed.items()),
+            )
+        else:
+            logger.info(
+                "%s: restore_callback_states_from_checkpoint=True rebuilt it from the checkpoint; trainer-callbacks "
+                "keeps your object (same options) and restores its progress into it.",
+                name,
+            )
+    return taken_back

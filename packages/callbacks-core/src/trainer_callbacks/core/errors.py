@@ -19,6 +19,11 @@ class UnknownOptionError(ConfigurationError, TypeError):
     """An option that the callback does not accept."""
 
 
+class SavedStateError(TrainerCallbacksError, ValueError):
+    """A checkpoint's saved state for a callback (``stateful_callbacks`` in ``trainer_state.json``)
+    is damaged or unreadable; the message names the callback, the file and the field."""
+
+
 class PluginLoadError(TrainerCallbacksError, ImportError):
     """A plugin's entry point could not be imported or registered.
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from trainer_callbacks.core import StateReader
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.earlystop.metric import (
@@ -16,7 +17,7 @@ from trainer_callbacks.earlystop.metric import (
     mode_problem,
 )
 from trainer_callbacks.earlystop.options import StopperOptions
-from trainer_callbacks.earlystop.rule import Best, EarlyStoppingRule, StopReason
+from trainer_callbacks.earlystop.rule import Best, EarlyStoppingRule, StopReason, read_state
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +113,16 @@ class EarlyStopping(PluginCallback):
         return {**self._rule.state_dict(), "last_step": self._last_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if isinstance(state, Mapping) and not state:  # saved before the first train begin: nothing to restore
+            return
+        # every field is checked now, even when the monitor is resolved only at setup_run
+        last = StateReader(state).integer("last_step", None, none=True, minimum=0)
+        read_state(state)
         if self._rule is None:
             self._saved = dict(state)
             return
         self._rule.load_state_dict(state)
-        last = state.get("last_step")
-        self._last_step = None if last is None else int(last)
+        self._last_step = last
 
     def check_training_args(self, args: Any) -> list[str]:
         problems = []

@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from trainer_callbacks.core import StateReader
+
 COMBINES = ("all", "any", "pareto")
 MODES = ("min", "max")
 THRESHOLD_MODES = ("abs", "rel")
@@ -145,15 +147,17 @@ class StopReason:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StopReason:
+    def from_dict(cls, data: Mapping[str, Any] | StateReader) -> StopReason:
+        """Read back :meth:`to_dict`; a missing or mistyped field is a ``StateFieldError`` naming it."""
+        saved = data if isinstance(data, StateReader) else StateReader(data)
         return cls(
-            kind=str(data["kind"]),
-            metrics=tuple(data["metrics"]),
-            step=int(data["step"]),
-            values={str(k): float(v) for k, v in data.get("values", {}).items()},
-            combine=str(data.get("combine", "all")),
-            waits={str(k): int(v) for k, v in data.get("waits", {}).items()},
-            thresholds={str(k): float(v) for k, v in data.get("thresholds", {}).items()},
+            kind=saved.text("kind", choices=STOP_KINDS),
+            metrics=tuple(saved.strings("metrics")),
+            step=saved.integer("step", minimum=0),
+            values=saved.number_table("values", {}),
+            combine=saved.text("combine", "all", choices=COMBINES),
+            waits=saved.number_table("waits", {}, integers=True),
+            thresholds=saved.number_table("thresholds", {}),
         )
 
 
@@ -214,20 +218,16 @@ class EarlyStoppingRule:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (checked by :func:`read_state`: a bad field raises before any change)."""
+        saved = read_state(state)
         self.reset()
-        for name, saved in (state.get("progress") or {}).items():
+        for name, progress in saved["progress"].items():
             if name in self.progress:
-                self.progress[name] = MetricProgress(
-                    best=None if saved.get("best") is None else float(saved["best"]),
-                    best_step=None if saved.get("best_step") is None else int(saved["best_step"]),
-                    wait=int(saved.get("wait", 0)),
-                    improved=bool(saved.get("improved", False)),
-                )
-        self.history = [{str(k): float(v) for k, v in point.items()} for point in state.get("history") or []]
-        self.shared_wait = int(state.get("shared_wait", 0))
-        self.evaluations = int(state.get("evaluations", 0))
-        reason = state.get("stop_reason")
-        self.stop_reason = StopReason.from_dict(reason) if reason else None
+                self.progress[name] = progress
+        self.history = saved["history"]
+        self.shared_wait = saved["shared_wait"]
+        self.evaluations = saved["evaluations"]
+        self.stop_reason = saved["stop_reason"]
 
     # ---- views -------------------------------------------------------------------------
     @property
@@ -326,3 +326,34 @@ class EarlyStoppingRule:
         return StopReason(
             kind="patience", metrics=names, step=step, values=dict(vals), combine=self.combine, waits=waits
         )
+
+
+def read_state(state: Any) -> dict[str, Any]:
+    """The fields of a saved :meth:`EarlyStoppingRule.state_dict`, typed; a ``StateFieldError`` names a bad one.
+
+    Every field ``state_dict`` writes must be there: a half-written entry would otherwise
+    resume with a wait of 0 or no stop reason, and stop at the wrong evaluation.
+    """
+    saved = StateReader(state)
+    progress: dict[str, MetricProgress] = {}
+    table = saved.table("progress", none=True)
+    for name in table.names() if table is not None else ():
+        entry = table.table(name)
+        progress[name] = MetricProgress(
+            best=entry.number("best", none=True),
+            best_step=entry.integer("best_step", none=True, minimum=0),
+            wait=entry.integer("wait", minimum=0),
+            improved=entry.boolean("improved"),
+        )
+    history = []
+    for i, point in enumerate(saved.items("history")):
+        values = saved.element("history", i, point)
+        history.append({key: values.number(key) for key in values.names()})
+    reason = saved.table("stop_reason", none=True)
+    return {
+        "progress": progress,
+        "history": history,
+        "shared_wait": saved.integer("shared_wait", minimum=0),
+        "evaluations": saved.integer("evaluations", minimum=0),
+        "stop_reason": StopReason.from_dict(reason) if reason is not None else None,
+    }

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from trainer_callbacks.core import compat
+from trainer_callbacks.core import StateReader, compat
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.references import import_reference
@@ -125,11 +125,15 @@ class GradNormLogger(PluginCallback):
         self.last_measured_step: int | None = None
         self._predicted_step: int | None = None
 
+    fresh_start_is_safe = True
+    """The saved progress is bookkeeping only: a damaged one warns and starts fresh (no norm depends on it)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {"last_measured_step": self.last_measured_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.last_measured_step = state.get("last_measured_step")
+        saved = StateReader(state)
+        self.last_measured_step = saved.integer("last_measured_step", None, none=True, minimum=0)
 
     def check_training_args(self, args: Any) -> list[str]:
         return []

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trainer_callbacks.core import StateFieldError, StateReader
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.lr import names
@@ -101,13 +102,21 @@ class ReduceLROnPlateau(PluginCallback):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if not state:
+        if isinstance(state, Mapping) and not state:  # saved before the first train begin: nothing to restore
             return
+        # every field is checked before anything changes (a StateFieldError names the bad one)
+        saved = StateReader(state)
+        mode = saved.text("mode", None, choices=("min", "max"), none=True)
+        scales = saved.numbers("scales")
+        bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
+        if bad:
+            raise StateFieldError("scales", f"expected positive finite multipliers, got {bad[0]!r}")
+        reductions = saved.integer("reductions", minimum=0)
         self.rule.load_state_dict(state)
-        if state.get("mode") in ("min", "max"):
-            self.rule.mode = state["mode"]
-        self.scales = [float(s) for s in state.get("scales", [])]
-        self.reductions = int(state.get("reductions", 0))
+        if mode is not None:
+            self.rule.mode = mode
+        self.scales = scales
+        self.reductions = reductions
         self._restored = True
 
     @property

@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trainer_callbacks.core import StateReader
+
 Mode = Literal["min", "max"]
 ThresholdMode = Literal["rel", "abs"]
 
@@ -111,9 +113,12 @@ class PlateauRule:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best = _float_from_json(state.get("best", self.mode_worse))
-        self.num_bad_epochs = int(state.get("num_bad_epochs", 0))
-        self.cooldown_counter = int(state.get("cooldown_counter", 0))
+        """Restore :meth:`state_dict`'s output; a missing or mistyped field is a ``StateFieldError`` naming it."""
+        saved = StateReader(state)
+        best = saved.number("best")  # also "inf"/"-inf", as _float_to_json writes them
+        num_bad_epochs = saved.integer("num_bad_epochs", minimum=0)
+        cooldown_counter = saved.integer("cooldown_counter", minimum=0)
+        self.best, self.num_bad_epochs, self.cooldown_counter = best, num_bad_epochs, cooldown_counter
 
 
 def reduced_lrs(lrs: Sequence[float], factor: float, min_lrs: Sequence[float], eps: float) -> list[float]:
@@ -128,7 +133,3 @@ def reduced_lrs(lrs: Sequence[float], factor: float, min_lrs: Sequence[float], e
 
 def _float_to_json(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
-
-
-def _float_from_json(value: Any) -> float:
-    return float(value)
