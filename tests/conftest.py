@@ -53,7 +53,7 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``trainer-callbacks ARGS`` in a subprocess (the installed CLI module) and capture its output."""
 
     def run(
-        args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+        args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 480
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "trainer_callbacks.core.cli", *args],

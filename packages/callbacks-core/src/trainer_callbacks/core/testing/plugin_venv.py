@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def build_wheels(projects: Iterable[Path], wheel_dir: Path, *, timeout: float = 120) -> list[Path]:
+def build_wheels(projects: Iterable[Path], wheel_dir: Path, *, timeout: float = 300) -> list[Path]:
     """Build one wheel per project folder into ``wheel_dir``; returns every wheel there."""
     for project in projects:
         subprocess.run(
@@ -37,7 +37,7 @@ def build_wheels(projects: Iterable[Path], wheel_dir: Path, *, timeout: float = 
     return sorted(wheel_dir.glob("*.whl"))
 
 
-def plugin_venv(venv: Path, projects: Iterable[Path], *, timeout: float = 120) -> Path:
+def plugin_venv(venv: Path, projects: Iterable[Path], *, timeout: float = 300) -> Path:
     """A venv at ``venv`` with ``projects`` installed as wheels over the current environment.
 
     Run things in it with ``venv / "bin" / "python"``.
