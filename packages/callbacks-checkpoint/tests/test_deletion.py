@@ -78,16 +78,18 @@ def test_background_removal_is_off_the_training_thread_and_awaited(
     args = training_args(output_dir=str(run))
     cb = CheckpointPruner(keep_last=1, keep_best=0, background=True)
     state = begin(cb, args, 3)
-    cb.on_save(args, state, TrainerControl())
-    # on_save returned while the removal is blocked: the old checkpoints are already hidden from loaders
-    assert removed == []
-    assert get_last_checkpoint(str(run)) == str(run / "checkpoint-3")
-    assert sorted(p.name for p in run.iterdir() if not TRASH_NAME.match(p.name)) == ["checkpoint-3"]
-    # what the save decided is logged and saved before the thread has removed anything
-    decided = [{"checkpoint/kept": 1.0, "checkpoint/deleted": 2.0, "step": 3}]
-    assert state.log_history == decided
-    assert cb.state()["attributes"]["progress"] == {"deleted_total": 2, "prunes": 1}
-    release.set()
+    try:
+        cb.on_save(args, state, TrainerControl())
+        # on_save returned while the removal is blocked: the old checkpoints are already hidden from loaders
+        assert removed == []
+        assert get_last_checkpoint(str(run)) == str(run / "checkpoint-3")
+        assert sorted(p.name for p in run.iterdir() if not TRASH_NAME.match(p.name)) == ["checkpoint-3"]
+        # what the save decided is logged and saved before the thread has removed anything
+        decided = [{"checkpoint/kept": 1.0, "checkpoint/deleted": 2.0, "step": 3}]
+        assert state.log_history == decided
+        assert cb.state()["attributes"]["progress"] == {"deleted_total": 2, "prunes": 1}
+    finally:
+        release.set()  # never leave the deleter thread blocked (pytest would hang at exit)
     cb.on_train_end(args, state, TrainerControl())
     assert len(removed) == 2 and sorted(p.name for p in run.iterdir()) == ["checkpoint-3"]
     # the bytes, which only the thread learns, come once at train end, after waiting for it
