@@ -45,6 +45,7 @@ from trainer_callbacks.core.options import (
     check_value,
     option,
 )
+from trainer_callbacks.core.plotting import PlotEvent, PlotPanel
 from trainer_callbacks.core.plugins import (
     PluginInfo,
     callback_specs,
@@ -54,6 +55,7 @@ from trainer_callbacks.core.plugins import (
     register_plugin,
     unregister_plugin,
 )
+from trainer_callbacks.core.references import callable_option, import_reference, reference_of
 from trainer_callbacks.core.saved_state import StateFieldError, StateReader
 from trainer_callbacks.core.spec import CallbackSpec, OptionSpec
 
@@ -114,6 +116,10 @@ __all__ += [  # the metric conventions (core/metrics.py)
     "monitor_keys",
     "strategy",
 ]
+
+__all__ += ["PlotEvent", "PlotPanel"]  # what plot_events / plot_panels hooks return (core/plotting.py)
+
+__all__ += ["callable_option", "import_reference", "reference_of"]  # "module:function" options (core/references.py)
 
 _LAZY = {
     "PluginCallback": "trainer_callbacks.core.callback",
