@@ -124,19 +124,18 @@ def gradviz_methods(model: Any) -> dict[str, Callable[[], Any]]:
     import torch
 
     from trainer_callbacks.gradviz import GradNormLogger
-    from trainer_callbacks.gradviz.grouping import build_grouping
+    from trainer_callbacks.gradviz.grouping import build_grouping, parameters_of
     from trainer_callbacks.gradviz.kernel import GroupNormKernel
 
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    positions, grouping = build_grouping([n for n, _ in named], "layer")
-    params = [named[i][1] for i in positions]
+    grouping = build_grouping(model, "layer")
+    params = parameters_of(model, grouping)
     kernel = GroupNormKernel.for_tensors([p.grad for p in params], grouping.group_of, len(grouping.groups))
 
     def kernel_only() -> list[float]:
         return kernel.norms([p.grad for p in params]).tolist()
 
-    callback = GradNormLogger()
-    callback._bind(model)  # what on_step_begin does at the first step
+    callback = GradNormLogger(on_nonfinite="raise")  # "raise": the not-logged-step check runs on every step
+    callback._bind(model)  # what on_train_begin does
     args = SimpleNamespace(gradient_accumulation_steps=1)
     state = SimpleNamespace(global_step=0, log_history=[], is_world_process_zero=True)
     control = SimpleNamespace()

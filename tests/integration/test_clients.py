@@ -88,17 +88,7 @@ def test_group_norms_add_up_to_the_trainers_grad_norm(client: str, client_run: A
         assert math.isclose(combined, total, rel_tol=1e-4), (step, norms[step], total)
 
 
-_GROUPS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 §1: group_by='layer' cuts at the first number in a name, and every parameter of a "
-    "SentenceTransformer (an nn.Sequential) starts with '0.', so the encoder is one group (fix in "
-    "gradviz/grouping.py by H6)",
-)
-
-
-@pytest.mark.parametrize(
-    "client", [pytest.param(c, marks=_GROUPS_XFAIL) if c == "sentence-transformers" else c for c in CLIENTS]
-)
+@pytest.mark.parametrize("client", CLIENTS)
 def test_layer_groups_are_one_per_block_plus_embeddings_and_head(client: str, client_run: Any) -> None:
     run = client_run(client)
     norms = group_norms_by_step(run.log_history)

@@ -28,7 +28,7 @@ class TokenTask(kit.TokenTask):
 
 def tiny_bert(layers: int = 2, seed: int = 0, dtype: torch.dtype | None = None) -> BertForSequenceClassification:
     model = kit.tiny_bert(seed, vocab_size=100, num_hidden_layers=layers, max_position_embeddings=32)
-    return model.to(dtype) if dtype is not None else model
+    return model.to(dtype) if dtype is not None else model  # type: ignore[arg-type]  # transformers types .to oddly
 
 
 def reference_group(name: str) -> str:
@@ -40,6 +40,11 @@ def reference_group(name: str) -> str:
         if name.startswith(prefix + "."):
             return prefix
     raise AssertionError(f"unexpected BERT parameter {name}")
+
+
+def by_leaf(name: str) -> str:
+    """A module-level ``group_by`` callable: the last component of the name (``weight``, ``bias``)."""
+    return name.rpartition(".")[2]
 
 
 class RecordingTrainer(Trainer):
@@ -56,6 +61,7 @@ class RecordingTrainer(Trainer):
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
+        assert self.model is not None
         self.unclipped_grads[self.state.global_step + 1] = {
             n: p.grad.detach().double().clone() for n, p in self.model.named_parameters() if p.grad is not None
         }

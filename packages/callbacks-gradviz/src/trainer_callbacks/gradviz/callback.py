@@ -4,51 +4,60 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from trainer_callbacks.core import StateReader, compat
+from trainer_callbacks.core import StateReader, callable_option, compat
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.core.references import import_reference
 from trainer_callbacks.core.reporting import report_histogram
 from trainer_callbacks.gradviz.capture import BackwardEndCapture
 from trainer_callbacks.gradviz.errors import NonFiniteGradientError, NonFiniteGradientWarning, describe
-from trainer_callbacks.gradviz.grouping import GROUP_BY_CHOICES, Grouping, build_grouping
+from trainer_callbacks.gradviz.grouping import GROUP_BY_CHOICES, Grouping, build_grouping, parameter_tree
 from trainer_callbacks.gradviz.kernel import GroupNormKernel
 from trainer_callbacks.gradviz.options import GradNormOptions
 from trainer_callbacks.gradviz.sharding import all_reduce_partials, local_tensor, shard_groups
-from trainer_callbacks.gradviz.timing import steps_per_epoch, will_log
+from trainer_callbacks.gradviz.timing import logging_strategy, steps_per_epoch, will_log
 
 logger = logging.getLogger(__name__)
 
 
 def _resolve_group_by(group_by: Any) -> tuple[str | Callable[[str], str], str]:
-    """(the grouping used, its JSON-able form); a callable is saved as ``module:qualname``."""
-    if callable(group_by):
-        module, qualname = getattr(group_by, "__module__", None), getattr(group_by, "__qualname__", "")
-        return group_by, f"{module}:{qualname}"
-    if not isinstance(group_by, str):
-        raise ConfigurationError(
-            f"GradNormLogger(group_by=...): expected one of {GROUP_BY_CHOICES}, "
-            f"a callable name -> group or 'module:function', got {group_by!r}"
-        )
-    if group_by in GROUP_BY_CHOICES:
+    """(the grouping used, its JSON-able form): a choice, or a callable saved as ``"module:qualname"``.
+
+    A callable that cannot be imported back by that name (a lambda, a closure) is refused: the
+    saved options could not rebuild the callback (``core.callable_option``).
+    """
+    if isinstance(group_by, str) and group_by in GROUP_BY_CHOICES:
         return group_by, group_by
-    if ":" in group_by:
-        try:
-            target = import_reference(group_by)
-        except (ValueError, ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"GradNormLogger(group_by={group_by!r}): cannot import it ({exc})") from None
-        if callable(target):
-            return target, group_by
+    if callable(group_by) or (isinstance(group_by, str) and ":" in group_by):
+        return callable_option(group_by, f"GradNormLogger(group_by={group_by!r})")
     raise ConfigurationError(
-        f"GradNormLogger(group_by={group_by!r}): expected one of {GROUP_BY_CHOICES}, a callable name -> group, "
-        "or 'package.module:function' naming one"
+        f"GradNormLogger(group_by={group_by!r}): expected one of {GROUP_BY_CHOICES}, a module-level function "
+        "name -> group, or 'package.module:function' naming one"
     )
+
+
+def _uses_deepspeed(args: Any) -> bool:
+    if getattr(args, "deepspeed", None) or getattr(args, "deepspeed_plugin", None):
+        return True
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").strip().lower() in ("1", "true", "yes")
+
+
+def _dense(grad: torch.Tensor | None) -> torch.Tensor | None:
+    """The gradient as a strided tensor with the same norm: the values of a sparse one (``nn.Embedding(sparse=True)``).
+
+    ``coalesce()`` sums repeated indices first, so the norm is that of the dense gradient.
+    """
+    if grad is None or grad.layout == torch.strided:
+        return grad
+    if grad.layout == torch.sparse_coo:
+        return grad.coalesce().values()
+    return grad.to_dense()
 
 
 def _patterns(value: Any, field: str) -> list[str] | None:
@@ -107,6 +116,7 @@ class GradNormLogger(PluginCallback):
     def reset(self) -> None:
         self._model: torch.nn.Module | None = None
         self._params: list[torch.nn.Parameter] = []
+        self._trainable: list[torch.nn.Parameter] = []
         self.grouping: Grouping | None = None
         self._grad_kernel: GroupNormKernel | None = None
         self._param_kernel: GroupNormKernel | None = None
@@ -115,11 +125,13 @@ class GradNormLogger(PluginCallback):
         self._capture.disarm()
         self._updates_per_epoch: int | None = None
         self._scaler: Any = None
-        self._measure = False
+        self._disabled = False
+        self._measure = False  # this step's norms are computed (and reported: now, or when the Trainer logs)
+        self._hold = False  # ... reported only if the Trainer logs this step (it cannot be known in advance)
+        self._held: tuple[int, list[torch.Tensor]] | None = None
         self._grad_partial: torch.Tensor | None = None
         self._param_partial: torch.Tensor | None = None
         self._before: list[torch.Tensor] | None = None
-        self._no_grads = False
         self._pending_nonfinite: dict[str, float] = {}
         self._warned: set[str] = set()
         self.last_measured_step: int | None = None
@@ -139,13 +151,19 @@ class GradNormLogger(PluginCallback):
         return []
 
     def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if getattr(args, "deepspeed", None) or getattr(args, "deepspeed_plugin", None):
+        if _uses_deepspeed(args):
+            self._disabled = True
             self._warn_once(
                 "deepspeed",
                 "GradNormLogger: DeepSpeed ZeRO keeps gradients in its own partitioned buffers and p.grad is None "
                 "for callbacks, so no per-group gradient norms can be measured; gradviz logs nothing in this run "
                 "(the Trainer's total grad_norm is still logged).",
             )
+            return
+        model: torch.nn.Module | None = kwargs.get("model")
+        if model is not None:  # the Trainer has prepared (wrapped, sharded) the model by on_train_begin
+            self._bind(model)
+            self._updates_per_epoch = steps_per_epoch(kwargs.get("train_dataloader"), args.gradient_accumulation_steps)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -153,18 +171,26 @@ class GradNormLogger(PluginCallback):
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    # ---- set-up at the first step (the model is prepared/sharded by then) ------------------
+    # ---- set-up at train begin (and again if the Trainer hands over another model) ---------------
     def _bind(self, model: torch.nn.Module) -> None:
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        positions, grouping = build_grouping([n for n, _ in named], self.group_by, self.include, self.exclude)
-        if not positions:
-            sample = ", ".join(n for n, _ in named[:5])
+        tree = parameter_tree(model)
+        if not any(tree.trainable):
             raise ConfigurationError(
-                f"GradNormLogger(include={self.include!r}, exclude={self.exclude!r}) selects no trainable parameter; "
-                f"parameter names look like: {sample}"
+                f"GradNormLogger: the model ({type(model).__name__}) has no trainable parameter: all "
+                f"{len(tree.names)} parameters have requires_grad=False, so there is no gradient to measure. "
+                "Unfreeze the parameters to train (or attach an adapter), or remove GradNormLogger."
             )
+        grouping = build_grouping(tree, self.group_by, self.include, self.exclude)
+        if not grouping.names:
+            sample = ", ".join([c for c, t in zip(tree.clean, tree.trainable) if t][:5])
+            raise ConfigurationError(
+                f"GradNormLogger(include={self.include!r}, exclude={self.exclude!r}) selects none of the "
+                f"{sum(tree.trainable)} trainable parameters; their names look like: {sample}"
+            )
+        by_name = dict(model.named_parameters())
         self._model = model
-        self._params = [named[i][1] for i in positions]
+        self._params = [by_name[n] for n in grouping.names]
+        self._trainable = [p for p in by_name.values() if p.requires_grad]
         self.grouping = grouping
         self._shard_groups = shard_groups(self._params)
         self._grad_kernel = None
@@ -182,32 +208,33 @@ class GradNormLogger(PluginCallback):
     # ---- events ----------------------------------------------------------------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         model: torch.nn.Module | None = kwargs.get("model")
-        if model is None or self._no_grads:
+        if model is None or self._disabled:
             return
         if self._model is not model:
             self._bind(model)
             self._updates_per_epoch = steps_per_epoch(kwargs.get("train_dataloader"), args.gradient_accumulation_steps)
         optimizer = kwargs.get("optimizer")
         self._scaler = compat.grad_scaler(optimizer)
-        self._measure = will_log(
+        decision = will_log(
             state.global_step + 1,
             args=args,
             state=state,
             every_n_steps=self.every_n_steps,
             updates_per_epoch=self._updates_per_epoch,
         )
+        self._measure = decision is not False
+        self._hold = decision is None
         self._grad_partial = None
-        if self._measure:
+        if decision:
             self._predicted_step = state.global_step + 1
         if self._measure or self.on_nonfinite == "raise":
             self._capture.arm(model)
 
     def _on_backward_end(self) -> None:
         """Inside the autograd engine, after the last micro-batch's backward: unclipped, reduced grads."""
-        grads = [local_tensor(p.grad) for p in self._params]
-        if all(g is None for g in grads):
-            self._no_grads = True
-            return
+        grads = [_dense(local_tensor(p.grad)) for p in self._params]
+        if all(g is None for g in grads) and all(p.grad is None for p in self._trainable):
+            return  # no gradient anywhere: on_pre_optimizer_step says so
         if self._grad_kernel is None:
             grouping = self.grouping
             assert grouping is not None  # set by _bind, which runs before the capture is first armed
@@ -217,6 +244,7 @@ class GradNormLogger(PluginCallback):
                 len(grouping.groups),
                 self.norm_type,
             )
+        # a selected parameter without .grad took no part in this step's loss: its gradient is zero
         partial = self._grad_kernel.partial(grads)
         if self._scaler is not None:  # fp16 loss scaling: grads are still multiplied by the scale
             scale = compat.loss_scale(self._scaler)
@@ -229,16 +257,21 @@ class GradNormLogger(PluginCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._capture.disarm()
-        if self._no_grads:
-            self._warn_once(
-                "no_grads",
-                "GradNormLogger: no parameter has a .grad after backward (DeepSpeed ZeRO keeps gradients in its "
-                "own partitioned buffers); gradviz logs nothing in this run rather than zeros.",
-            )
+        if self._disabled:
             return
+        if not (self._measure or self.on_nonfinite == "raise"):
+            return  # nothing was armed for this step
+        step = state.global_step + 1
         partial = self._grad_partial
         if partial is None:
-            if self._measure or self.on_nonfinite == "raise":
+            if self._capture.fired:
+                self._warn_once(
+                    "no_grads",
+                    f"GradNormLogger: no trainable parameter has a .grad after the backward pass of step {step} "
+                    "(the training engine keeps gradients outside p.grad, or the loss did not depend on any "
+                    "parameter); no gradient norms are logged for such steps.",
+                )
+            else:
                 self._warn_once(
                     "no_capture",
                     "GradNormLogger: the backward pass of this step was not observed (the model's forward "
@@ -246,12 +279,15 @@ class GradNormLogger(PluginCallback):
                     "no gradient norms are logged for such steps.",
                 )
             return
-        step = state.global_step + 1
         if not self._measure:  # only "raise" captures unmeasured steps: the every-step check, one host sync
             if not bool(torch.isfinite(partial).all()):
                 self._handle_nonfinite(args, state, step, partial.tolist())
             self._grad_partial = None
             return
+        # reported after the optimizer step (or later): "raise" must stop the run before the step
+        later = self._hold or self.log_update_ratio
+        if self.on_nonfinite == "raise" and later and not bool(torch.isfinite(partial).all()):
+            self._handle_nonfinite(args, state, step, partial.tolist())
         tensors = [partial]
         if self.log_param_norm or self.log_update_ratio:
             pkernel = self._param_kernel
@@ -260,11 +296,9 @@ class GradNormLogger(PluginCallback):
             self._param_partial = self._reduce(pkernel.partial(locals_), pkernel)
             tensors.append(self._param_partial)
             if self.log_update_ratio:
-                if self.on_nonfinite == "raise" and not bool(torch.isfinite(partial).all()):
-                    self._handle_nonfinite(args, state, step, partial.tolist())
                 self._before = compat.foreach_copy(locals_)  # one temporary copy, freed after the step
                 return  # transfer and report after the optimizer step
-        self._finish(args, state, step, torch.cat(tensors).tolist())
+        self._done(args, state, step, tensors)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._before is None:
@@ -277,25 +311,54 @@ class GradNormLogger(PluginCallback):
         assert pkernel is not None and self._grad_partial is not None and self._param_partial is not None
         update = self._reduce(pkernel.partial(before), pkernel)
         del before
-        tensors = [self._grad_partial, self._param_partial, update]
-        self._finish(args, state, state.global_step + 1, torch.cat(tensors).tolist())
+        self._done(args, state, state.global_step + 1, [self._grad_partial, self._param_partial, update])
+
+    def _done(self, args: Any, state: Any, step: int, tensors: list[torch.Tensor]) -> None:
+        """The step's partials are complete: report them now, or hold them until the Trainer logs the step."""
+        self._grad_partial = self._param_partial = None
+        if self._hold:
+            self._held = (step, tensors)  # a few numbers per group, on the device; the newest replaces the last
+            return
+        self._finish(args, state, step, torch.cat(tensors).tolist())
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: Mapping[str, float] | None = None, **kwargs: Any
     ) -> None:
-        if (
-            logs
-            and "grad_norm" in logs
-            and self.every_n_steps is None
-            and not self._no_grads
-            and self._model is not None
-            and self._predicted_step != state.global_step
-        ):
+        if not logs or not ("loss" in logs or "grad_norm" in logs) or self._disabled or self._model is None:
+            return  # not the Trainer's training log (evaluation, train end) or nothing to measure
+        step = state.global_step
+        held, self._held = self._held, None
+        if held is not None and held[0] == step:
+            self._finish(args, state, step, torch.cat(held[1]).tolist())
+            return
+        if self.every_n_steps is None and self._predicted_step != step:
             self._warn_once(
                 "timing",
-                f"GradNormLogger: the Trainer logged step {state.global_step} but gradviz did not predict it "
-                "(another callback set control.should_log?); pass every_n_steps to measure on a fixed schedule.",
+                f"GradNormLogger: the Trainer logged step {step}, which gradviz could not know in advance, so no "
+                f"gradient norms are logged for it: {self._unpredicted_cause(args, state, control)}. "
+                "Pass every_n_steps to measure on a fixed schedule.",
             )
+
+    def _unpredicted_cause(self, args: Any, state: Any, control: Any) -> str:
+        step, strategy = state.global_step, logging_strategy(args)
+        if strategy == "epoch" and (
+            getattr(control, "should_training_stop", False) or getattr(control, "should_epoch_stop", False)
+        ):
+            return (
+                f"the run stopped at step {step}, before the end of its epoch (control.should_training_stop or "
+                "should_epoch_stop, set by a callback such as early stopping), and logging_strategy='epoch' logs "
+                "the step where it stops, which is decided only after that step's gradients are gone"
+            )
+        if strategy == "epoch":
+            return (
+                f"logging_strategy='epoch' and the epoch ended at step {step}, not after a multiple of "
+                f"{self._updates_per_epoch} optimizer steps as the train dataloader's length said (a dataset whose "
+                "__len__ differs from what it yields), or another callback set control.should_log"
+            )
+        return (
+            f"it is not on the logging schedule (logging_strategy={strategy!r}, logging_steps="
+            f"{getattr(state, 'logging_steps', None)}), so another callback set control.should_log"
+        )
 
     # ---- turning the one transfer into scalars ------------------------------------------
     def _finish(self, args: Any, state: Any, step: int, values: list[float]) -> None:
@@ -304,12 +367,11 @@ class GradNormLogger(PluginCallback):
         n = len(grouping.groups)
         grad_partial = values[:n]
         self.last_measured_step = step
-        self._grad_partial = self._param_partial = None
         if not all(math.isfinite(v) for v in grad_partial):
             if self._scaler is not None:
                 self.report(args, state, {"grad_norm/skipped": 1.0}, step=step)
                 return
-            self._handle_nonfinite(args, state, step, grad_partial)
+            self._handle_nonfinite(args, state, step, grad_partial, report_now=False)
         scalars: dict[str, float] = {}
         norms = [self._finish_one(v) for v in grad_partial]
         for group, value in zip(grouping.groups, norms):
@@ -339,8 +401,13 @@ class GradNormLogger(PluginCallback):
             return partial_value
         return math.sqrt(partial_value) if p == 2.0 else partial_value ** (1.0 / p)
 
-    def _handle_nonfinite(self, args: Any, state: Any, step: int, partial: list[float]) -> None:
-        """Non-finite group partials (seen before clipping): raise, or warn and log ``grad_nonfinite/<group>``."""
+    def _handle_nonfinite(
+        self, args: Any, state: Any, step: int, partial: list[float], *, report_now: bool = True
+    ) -> None:
+        """Non-finite group partials (seen before clipping): raise, or warn and log ``grad_nonfinite/<group>``.
+
+        ``report_now=False``: the flags go out with the step's norms, in the same batch.
+        """
         if self._scaler is not None or self.on_nonfinite == "ignore":
             return
         groups = self.grouping.groups  # type: ignore[union-attr]
@@ -351,7 +418,7 @@ class GradNormLogger(PluginCallback):
         warnings.warn(f"GradNormLogger: {message}", NonFiniteGradientWarning, stacklevel=2)
         logger.warning("GradNormLogger: %s", message)
         flags = {f"grad_nonfinite/{g}": 1.0 for g, _ in bad}
-        if self._measure:
-            self._pending_nonfinite = flags  # reported with this step's norms, in the same batch
-        else:
+        if report_now:
             self.report(args, state, flags, step=step)
+        else:
+            self._pending_nonfinite = flags

@@ -56,10 +56,11 @@ class GradNormOptions(CallbackOptions):
     )
     group_by: str | Callable[[str], str] = option(
         "layer",
-        '`"layer"`: `bert.encoder.layer.3` (prefix up to the first ModuleList index), and top-level parts '
-        '`bert.embeddings`, `bert.pooler`, `classifier`; `"module"`: the module owning each parameter; '
-        '`"parameter"`; or a callable `name -> group` (also accepted as, and saved in checkpoints as, a '
-        '`"package.module:function"` string)',
+        '`"layer"`: the blocks found from the module tree (`model.layers.3`, `bert.encoder.layer.3`, `h.3`) and '
+        "the parts outside them (`bert.embeddings`, `model.norm`, `lm_head`), without wrapper prefixes (see "
+        '"Groups" in the README); `"module"`: the module owning each parameter; `"parameter"`; or a module-level '
+        'callable `name -> group` (also accepted as, and saved in checkpoints as, a `"package.module:function"` '
+        "string; a lambda cannot be saved and is refused)",
         _group_by,
         save=_saved_group_by,
     )

@@ -12,11 +12,19 @@ is incremented) or in ``on_epoch_end``. So the decision is taken in advance, at
   optimizer steps per epoch, from the train dataloader's length) or the last step of training;
 * ``every_n_steps`` (the callback's own option) replaces all of the above with
   ``step % every_n_steps == 0``.
+
+One case cannot be decided in advance: ``logging_strategy="epoch"`` with a dataloader that has
+no length (an ``IterableDataset`` with ``max_steps``). The Trainer learns that a pass over the
+data ended only when the iterator is exhausted, after the pass's last step, and logs that step
+then. :func:`will_log` answers ``None`` ("unknown") for such steps (every step but the last
+of training); the callback measures them on the device and reports the newest when the Trainer logs.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from trainer_callbacks.core import strategy
 
 
 def steps_per_epoch(train_dataloader: Any, gradient_accumulation_steps: int) -> int | None:
@@ -29,6 +37,11 @@ def steps_per_epoch(train_dataloader: Any, gradient_accumulation_steps: int) -> 
     return max(length // ga + int(length % ga > 0), 1)
 
 
+def logging_strategy(args: Any) -> str:
+    """``args.logging_strategy`` as text (``"steps"``, ``"epoch"``, ``"no"``), enum or string (core's rule)."""
+    return strategy(args, "logging")
+
+
 def will_log(
     step: int,
     *,
@@ -36,13 +49,17 @@ def will_log(
     state: Any,
     every_n_steps: int | None = None,
     updates_per_epoch: int | None = None,
-) -> bool:
-    """Whether optimizer step ``step`` (1-based: ``state.global_step + 1`` before it runs) is logged."""
+) -> bool | None:
+    """Whether optimizer step ``step`` (1-based: ``state.global_step + 1`` before it runs) is logged.
+
+    ``None`` when it cannot be known before the step runs: ``logging_strategy="epoch"`` and
+    ``updates_per_epoch`` unknown (a dataloader without a length), for a step before ``max_steps``.
+    """
     if every_n_steps is not None:
         return step % every_n_steps == 0
     if step == 1 and getattr(args, "logging_first_step", False):
         return True
-    strategy = str(getattr(getattr(args, "logging_strategy", "steps"), "value", getattr(args, "logging_strategy", "")))
+    strategy = logging_strategy(args)
     if strategy == "steps":
         every = getattr(state, "logging_steps", None) or getattr(args, "logging_steps", None)
         if not every:
@@ -53,6 +70,6 @@ def will_log(
         if max_steps and step >= max_steps:
             return True
         if not updates_per_epoch:
-            return False
+            return None
         return step % updates_per_epoch == 0
     return False
