@@ -32,7 +32,9 @@ def test_table_keeps_model_order_and_ignores_skipped_marker() -> None:
 
 def test_heatmap_png_has_the_expected_size_and_is_not_blank(tmp_path) -> None:
     plt = pytest.importorskip("matplotlib.pyplot")
-    [path] = plugin.plot_figures(log_history=history(), output_dir=tmp_path)
+    paths = plugin.plot_figures(log_history=history(), output_dir=tmp_path)
+    assert paths is not None
+    [path] = paths
     image = plt.imread(path)
     # plot_heatmap: width 10 in, height max(3, 1.5 + 0.28 * 4 groups) = 3 in, at 100 dpi
     assert image.shape[:2] == (300, 1000)

@@ -37,9 +37,10 @@ def reference(tensors, group_of, num_groups, p):
 )
 def test_kernel_matches_per_tensor_reference(shapes, dtypes, p, num_groups, seed, drop) -> None:
     g = torch.Generator().manual_seed(seed)
-    tensors = [torch.randn(*s, generator=g).to(dtypes[i % len(dtypes)]) for i, s in enumerate(shapes)]
-    group_of = [i % num_groups for i in range(len(tensors))]
-    kernel = GroupNormKernel.for_tensors(tensors, group_of, num_groups, p)
+    built = [torch.randn(*s, generator=g).to(dtypes[i % len(dtypes)]) for i, s in enumerate(shapes)]
+    group_of = [i % num_groups for i in range(len(built))]
+    kernel = GroupNormKernel.for_tensors(built, group_of, num_groups, p)
+    tensors: list[torch.Tensor | None] = list(built)
     if drop and len(tensors) > 1:  # a tensor without a gradient this step
         tensors[drop % len(tensors)] = None
     got = kernel.norms(tensors).tolist()

@@ -47,7 +47,9 @@ def test_tensorboard_and_mlflow_receive_the_group_norms(run_trainer, tmp_path, m
     assert "grad_norm_groups" in histograms
 
     client = MlflowClient()
-    run = client.search_runs([client.get_experiment_by_name("gradviz").experiment_id])[0]
+    experiment = client.get_experiment_by_name("gradviz")
+    assert experiment is not None
+    run = client.search_runs([experiment.experiment_id])[0]
     for group in expected[2]:
         key = mlflow_key(f"grad_norm/{group}")  # core's documented MLflow name: '/' becomes '.'
         history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
