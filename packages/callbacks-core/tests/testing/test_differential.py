@@ -394,9 +394,15 @@ BEST = dict(max_steps=-1, eval_strategy="steps", eval_steps=1, save_strategy="be
 @pytest.mark.parametrize(
     ("first", "then", "kept"),
     [
-        # the reported cases: the earlier run's higher checkpoint is older, so rotation deletes it
+        # The reported cases (save_steps=1, save_total_limit=1 unless said). Rotation orders by mtime:
+        # the first run leaves checkpoint-4; the second run's checkpoint-1 and -2 are newer, so each
+        # rotation keeps the newest and checkpoint-4 goes (step order would keep checkpoint-4).
         (dict(max_steps=4), Run("new", dict(max_steps=2), 8), ["checkpoint-2"]),
+        # checkpoint-1..6 exist; resumed from checkpoint-3, the save of step 4 overwrites files in an
+        # existing folder (its mtime stays), so checkpoint-6 is still the newest and everything else
+        # goes, checkpoint-4 included; step 5 creates a new folder, the newest, and checkpoint-6 goes.
         (dict(max_steps=6, save_total_limit=None), Run("resume", dict(max_steps=5), 8, resume=2), ["checkpoint-5"]),
+        # which steps are best depends on the real losses: compared with the real Trainer only
         (BEST | dict(num_train_epochs=1), Run("new", BEST | dict(num_train_epochs=3), 8), None),
     ],
     ids=["fewer-steps", "resume-lower-max-steps", "best-more-epochs"],
