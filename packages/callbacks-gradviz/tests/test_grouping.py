@@ -301,17 +301,30 @@ def _nested() -> object:
     return inner
 
 
+class Grouper:
+    def __call__(self, name: str) -> str:
+        return name
+
+    def method(self, name: str) -> str:
+        return name
+
+
 @pytest.mark.parametrize(
     "fn, shown",
-    [(lambda name: name.split(".")[0], "<lambda>"), (_nested(), "_nested.<locals>.inner")],
-    ids=["lambda", "closure"],
+    [
+        (lambda name: name.split(".")[0], "<lambda>"),
+        (_nested(), "_nested.<locals>.inner"),
+        (Grouper().method, "Grouper.method"),
+        (Grouper(), "Grouper"),
+    ],
+    ids=["lambda", "closure", "bound-method", "callable-instance"],
 )
 def test_group_by_that_cannot_be_saved_is_refused_at_construction(fn, shown) -> None:
     with pytest.raises(ConfigurationError) as info:
         GradNormLogger(group_by=fn)
     message = str(info.value)
     assert message.startswith("GradNormLogger(group_by=")
-    assert f"{shown} is a lambda, closure, nested function or bound method" in message
+    assert f"{shown} cannot be saved with the callback's options" in message
     assert "define it at module level" in message
 
 

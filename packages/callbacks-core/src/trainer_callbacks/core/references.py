@@ -45,8 +45,9 @@ def callable_option(value: Any, where: str) -> tuple[Callable[..., Any], str]:
 
     ``value`` is a callable that importing its ``module:qualname`` gives back (a module-level
     function or class), or such a string. ``where`` names the option in messages, e.g.
-    ``"GradNormLogger(group_by=...)"``. A lambda, closure, nested function or bound method is
-    refused: the callback's options are saved in checkpoints, and it could not be rebuilt from them.
+    ``"GradNormLogger(group_by=...)"``. A lambda, closure, nested function, bound method or
+    callable instance is refused: the callback's options are saved in checkpoints, and it could
+    not be rebuilt from them.
     """
     if isinstance(value, str):
         try:
@@ -64,8 +65,9 @@ def callable_option(value: Any, where: str) -> tuple[Callable[..., Any], str]:
     if ref is None:
         name = getattr(value, "__qualname__", None) or type(value).__name__
         raise ConfigurationError(
-            f"{where}: {name} is a lambda, closure, nested function or bound method, which cannot be saved with "
-            "the callback's options (checkpoints store a callable as 'package.module:function' and import it back); "
-            "define it at module level (def my_function(...): ...) and pass it, or its 'package.module:function' name"
+            f"{where}: {name} cannot be saved with the callback's options: checkpoints store a callable as "
+            "'package.module:function' and import it back, which a lambda, closure, nested function, bound method "
+            "or callable instance does not allow; define it at module level (def my_function(...): ...) and pass "
+            "it, or its 'package.module:function' name"
         )
     return value, ref
