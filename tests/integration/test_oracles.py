@@ -82,7 +82,7 @@ def test_linear_schedule_is_transformers(warmup: int, total: int) -> None:
 
 
 def test_expected_learning_rate_counts_cuts_before_the_step() -> None:
-    kwargs = {"peak": 1.0, "warmup_steps": 0, "max_steps": 10, "factor": 0.5, "cut_steps": [4, 6]}
+    kwargs: dict[str, Any] = {"peak": 1.0, "warmup_steps": 0, "max_steps": 10, "factor": 0.5, "cut_steps": [4, 6]}
     assert expected_learning_rate(4, **kwargs) == 0.7  # the cut at 4 is decided after step 4 ran
     assert expected_learning_rate(5, **kwargs) == 0.6 * 0.5
     assert expected_learning_rate(7, **kwargs) == 0.4 * 0.25
