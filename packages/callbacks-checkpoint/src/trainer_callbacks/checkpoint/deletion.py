@@ -9,8 +9,12 @@ Deleting ``checkpoint-12`` takes two steps:
    checkpoint or a hidden folder, never a half-deleted ``checkpoint-12``. The rename is also
    the lock between processes pruning the same shared directory: only one rename of a path
    can succeed; the other gets ``FileNotFoundError`` and skips it.
-2. :func:`remove_tree`: ``rmtree`` of the hidden folder, on a background thread when asked
-   (:class:`Deleter`). Its size is measured just before, for ``checkpoint/bytes_freed``.
+2. :func:`free_files` then :func:`remove_tree`, on a background thread when asked
+   (:class:`Deleter`): large files are truncated a chunk (64 MiB) at a time with pauses between
+   chunks, at the pace :mod:`.pacing` sets from the time left until the next save is expected
+   and the free disk space; then ``rmtree`` removes what is left. Its size is measured just
+   before, for ``checkpoint/bytes_freed``. A crash mid-truncation leaves a hidden folder of
+   partly truncated files, which the next start removes like any other leftover.
 
 What the pruner logs must not depend on when that thread runs: the decision and the renames
 (:func:`claim_all`) are known in ``on_save``; what only the removal learns (bytes freed,
@@ -28,12 +32,15 @@ import re
 import shutil
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trainer_callbacks.checkpoint import pacing
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +140,101 @@ def remove_tree(path: Path) -> bool:
     return not os.path.lexists(path)
 
 
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+FreeSpace = Callable[[Path], "int | None"]
+
+
+def disk_free(path: Path) -> int | None:
+    """Free bytes on the file system holding ``path`` (``None`` if it cannot be told)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+@dataclass
+class Pacer:
+    """Waits between chunks as :func:`pacing.pause` says; the clock, sleep and free-space probe are injectable."""
+
+    deadline: float | None = None
+    """Clock time by which the trash should be gone (:func:`pacing.target`), ``None`` if unknown."""
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    free_space: FreeSpace = disk_free
+    chunk: int = pacing.CHUNK
+    slept: float = 0.0
+
+    def wait(self, pending: int, where: Path) -> None:
+        left = None if self.deadline is None else self.deadline - self.clock()
+        seconds = pacing.pause(pending, left, self.free_space(where) if pending > 0 else None, self.chunk)
+        if seconds > 0:
+            self.slept += seconds
+            self.sleep(seconds)
+
+
+def _files(path: Path) -> list[tuple[str, int, int]]:
+    """``(path, size, links)`` of the regular files under ``path`` (symlinks not followed)."""
+    out: list[tuple[str, int, int]] = []
+    stack = [str(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            st = entry.stat(follow_symlinks=False)
+                            out.append((entry.path, st.st_size, st.st_nlink))
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return out
+
+
+def free_files(root: Path, files: Sequence[tuple[str, int, int]], pacer: Pacer, later: int = 0) -> None:
+    """Free ``files`` (:func:`_files` of ``root``) a chunk at a time, pausing as ``pacer`` says.
+
+    A file larger than a chunk is truncated down by ``pacer.chunk`` bytes per call, then
+    unlinked; smaller files are unlinked, with a pause after every chunk's worth of them. A file
+    with other hard links is only unlinked (truncating would empty the other names too).
+    Directories and anything that fails are left to :func:`remove_tree`. The pause is asked
+    for after every chunk, with the bytes still pending (``later``: those of the folders freed
+    after this one).
+    """
+    pending = later + freeable(files)
+    since_pause = 0
+    for name, size, links in files:
+        own = links == 1
+        try:
+            if own:
+                while size > pacer.chunk:
+                    size -= pacer.chunk
+                    os.truncate(name, size)
+                    pending -= pacer.chunk
+                    pacer.wait(pending, root)
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.debug("CheckpointPruner: could not free %s (%s); rmtree tries again", name, exc)
+            continue
+        if own:
+            pending -= size
+            since_pause += size
+            if since_pause >= pacer.chunk:
+                since_pause = 0
+                pacer.wait(pending, root)
+
+
+def freeable(files: Sequence[tuple[str, int, int]]) -> int:
+    """Bytes that unlinking ``files`` gives back (files with other hard links give nothing)."""
+    return sum(size for _, size, links in files if links == 1)
+
+
 def leftovers(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Hidden trash folders in ``run_dir`` (left by a crash, or being removed by another process)."""
     try:
@@ -186,14 +288,47 @@ class Deleter:
     submitted removal finished; :meth:`finished` hands back the batches done so far (once each).
     """
 
-    def __init__(self, background: bool = True) -> None:
+    def __init__(
+        self,
+        background: bool = True,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        free_space: FreeSpace = disk_free,
+    ) -> None:
         self.background = background
+        self.clock, self.sleep, self.free_space = clock, sleep, free_space
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future[Removal]] = []
         self._lock = threading.Lock()
+        self._last: tuple[float, int] | None = None
+        self.save_steps: int | None = None
+
+    def start(self, step: int, save_steps: int | None = None) -> None:
+        """Training (re)starts at ``step`` now; the Trainer saves every ``save_steps`` steps (``None``: unknown).
+
+        The reference point for the speed that paces the removals (see :func:`pacing.expected_interval`).
+        """
+        self._last = (self.clock(), int(step))
+        self.save_steps = save_steps if isinstance(save_steps, int) and save_steps > 0 else None
+
+    def deadline(self, step: int) -> float | None:
+        """Clock time to be done by (:func:`pacing.target` of the next save expected); notes this save."""
+        now = self.clock()
+        last_time, last_step = self._last if self._last is not None else (None, None)
+        interval = pacing.expected_interval(now, last_time, last_step, step, self.save_steps)
+        if last_step is None or step > last_step:
+            self._last = (now, step)
+        return pacing.target(now, interval)
 
     def submit(self, removal: Removal, paths: Sequence[Path], *, measure: bool = True) -> Future[Removal]:
-        work: Callable[[], Removal] = lambda: self._run(removal, list(paths), measure)  # noqa: E731
+        pacer = Pacer(
+            deadline=self.deadline(removal.step) if removal.report else None,
+            clock=self.clock,
+            sleep=self.sleep,
+            free_space=self.free_space,
+        )
+        work: Callable[[], Removal] = lambda: self._run(removal, list(paths), measure, pacer)  # noqa: E731
         if not self.background:
             future: Future[Removal] = Future()
             future.set_result(work())
@@ -208,11 +343,16 @@ class Deleter:
         return future
 
     @staticmethod
-    def _run(removal: Removal, paths: list[Path], measure: bool) -> Removal:
-        for path in paths:
+    def _run(removal: Removal, paths: list[Path], measure: bool, pacer: Pacer | None = None) -> Removal:
+        listings = [] if removal.dry_run else [_files(p) for p in paths]
+        later = sum(freeable(files) for files in listings)
+        for i, path in enumerate(paths):
             reason = "some files remain"
             try:
                 size = tree_size(path) if measure else 0
+                if not removal.dry_run:
+                    later -= freeable(listings[i])
+                    free_files(path, listings[i], pacer or Pacer(), later)
                 if removal.dry_run or remove_tree(path):
                     removal.bytes_freed += size
                     removal.removed += 1
@@ -256,7 +396,7 @@ class Deleter:
 
     # A Deleter travels with a pickled or copied callback as a fresh, idle one.
     def __getstate__(self) -> dict[str, Any]:
-        return {"background": self.background}
+        return {"background": self.background}  # the injected clock/sleep/probe are the defaults again
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(background=state["background"])  # type: ignore[misc]
