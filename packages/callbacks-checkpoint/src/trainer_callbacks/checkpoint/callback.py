@@ -20,7 +20,7 @@ from trainer_callbacks.checkpoint.policy import (
 )
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
 from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
-from trainer_callbacks.core import StateReader
+from trainer_callbacks.core import StateReader, strategy
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.references import import_reference, reference_of
@@ -180,6 +180,9 @@ class CheckpointPruner(PluginCallback):
         if not args.should_save:
             return
         self._run_dir = find_run_dir(args, state)
+        # the pace of background removals: the trash should be gone before the next save is expected
+        save_steps = getattr(state, "save_steps", None) if strategy(args, "save") == "steps" else None
+        self._deleter.start(state.global_step, save_steps)
         resume = resume_checkpoint_on_stack()
         if resume is None and state.global_step > 0:
             resume = str(Path(self._run_dir) / f"checkpoint-{state.global_step}")
