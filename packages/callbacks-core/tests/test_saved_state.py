@@ -153,6 +153,14 @@ def test_a_good_entry_restores() -> None:
     assert cb.steps == 4 and cb.last == {"step": 4, "value": 0.5}
 
 
+def test_setting_progress_outside_a_trainer_loads_and_raises() -> None:
+    cb = Tally()
+    cb.progress = {"steps": 3, "last": None}
+    assert cb.steps == 3
+    with pytest.raises(StateFieldError, match="steps: expected an integer"):
+        cb.progress = {"steps": "x", "last": None}
+
+
 def test_an_unchecked_load_state_dict_is_wrapped_too() -> None:
     cb = Unchecked()
     with pytest.raises(SavedStateError, match=r"Unchecked: .*attributes\.progress: KeyError: 'steps'"):

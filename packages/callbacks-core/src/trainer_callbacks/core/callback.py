@@ -100,9 +100,10 @@ class PluginCallback(TrainerCallback, ExportableState):
         # one: remember which (the first of this class still in the handler is the one it
         # removes next), so that on_train_begin can put the user's object back.
         handler = _rebuilding_handler()
-        self._replaces = next(
-            (cb for cb in getattr(handler, "callbacks", ()) if type(cb) is type(self) and cb is not self), None
-        )
+        if handler is None:  # not the Trainer's restore: load (and raise) as asked
+            self.load_state_dict(value)
+            return
+        self._replaces = next((cb for cb in handler.callbacks if type(cb) is type(self) and cb is not self), None)
         try:
             self.load_state_dict(value)
         except (SavedStateError, KeyError, TypeError, ValueError, AttributeError):
