@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -92,7 +93,7 @@ def sparse_checkpoint(run: Path, step: int, size: int, small: int = 5) -> Path:
         f.truncate(size)
     for i in range(small):
         (path / f"rng_state_{i}.pth").write_bytes(b"r" * 100)
-    (path / "trainer_state.json").write_text('{"global_step": %d, "log_history": []}' % step)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
     return path
 
 
@@ -134,6 +135,7 @@ def test_no_pacing_when_disk_space_is_short(tmp_path: Path) -> None:
     fake = FakeTime()
     trash = tmp_path / ".checkpoint-1.deleting-0"
     sparse_checkpoint(tmp_path, 1, 10 * CHUNK).rename(trash)
+
     # free space below twice the pending trash at every chunk (what a nearly full disk reports)
     def free_space(where: Path) -> int:
         return sum(f.stat().st_size for f in trash.rglob("*") if f.is_file()) // 2
@@ -209,4 +211,4 @@ def test_every_file_is_freed_and_counted(tmp_path: Path) -> None:
     removal = Deleter(background=False).submit(Removal(step=1, names=(trash.name,)), [trash]).result()
     assert not trash.exists() and removal.removed == 1 and removal.bytes_freed == expected
     assert (tmp_path / "outside").read_bytes() == b"o" * 5
-    assert math.isclose(expected, 2 * CHUNK + 7 + 3 * 100 + 10 + len('{"global_step": 1, "log_history": []}'))
+    assert math.isclose(expected, 2 * CHUNK + 7 + 3 * 100 + 10 + len(json.dumps({"global_step": 1, "log_history": []})))
