@@ -184,12 +184,20 @@ def training_args(tmp_path: Any) -> Callable[..., Any]:
 class Driver:
     """Feeds ``on_train_begin`` then one ``on_evaluate`` per evaluation; records where it stopped."""
 
-    def __init__(self, callback: Any, args: Any):
+    def __init__(self, callback: Any, args: Any, eval_datasets: Sequence[str] | None = None):
+        from unittest import mock
+
         from transformers import TrainerControl, TrainerState
 
         self.callback, self.args = callback, args
         self.state, self.control = TrainerState(), TrainerControl()
-        callback.on_train_begin(args, self.state, self.control)
+        # What a callback reads from the running Trainer's eval_dataset (None: no Trainer found).
+        with mock.patch("trainer_callbacks.core.metrics.running_eval_datasets", lambda: eval_datasets):
+            callback.on_train_begin(args, self.state, self.control)
+
+    def end(self) -> None:
+        """``on_train_end``, as the Trainer sends it after the last step."""
+        self.callback.on_train_end(self.args, self.state, self.control)
 
     def evaluate(self, step: int, metrics: Mapping[str, float]) -> bool:
         self.state.global_step = step
@@ -207,8 +215,8 @@ class Driver:
 
 @pytest.fixture
 def drive(training_args: Callable[..., Any]) -> Callable[..., Driver]:
-    def start(callback: Any, **arg_overrides: Any) -> Driver:
-        return Driver(callback, training_args(**arg_overrides))
+    def start(callback: Any, eval_datasets: Sequence[str] | None = None, **arg_overrides: Any) -> Driver:
+        return Driver(callback, training_args(**arg_overrides), eval_datasets)
 
     return start
 

@@ -68,7 +68,8 @@ def test_missing_metric_strict_is_a_clear_error(drive: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         d.evaluate(5, {"eval_loss": 0.3, "eval_accuracy": 0.9, "eval_runtime": 0.1})
     message = str(info.value)
-    assert "eval_f1" in message and "eval_loss, eval_accuracy" in message and "strict=False" in message
+    assert "eval_f1" in message and "step 5" in message and "strict=False" in message
+    assert "Metrics present: eval_loss, eval_accuracy, eval_runtime" in message
 
 
 def test_missing_metric_not_strict_skips_and_warns_once(drive: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -86,7 +87,7 @@ def test_missing_metric_not_strict_skips_and_warns_once(drive: Any, caplog: pyte
 def test_several_eval_datasets_are_one_evaluation(drive: Any) -> None:
     """eval_dataset={"a": ..., "b": ...}: the Trainer calls on_evaluate once per dataset at the same step."""
     cb = EarlyStopping({"eval_a_loss": "min", "eval_b_loss": "min"}, patience=1)
-    d = drive(cb)
+    d = drive(cb, eval_datasets=("a", "b"))
     for step, (a, b) in enumerate([(1.0, 1.0), (0.5, 1.1), (0.6, 1.2)], start=1):
         stopped_a = d.evaluate(step, {"eval_a_loss": a, "eval_a_runtime": 0.1})
         assert not stopped_a, "the decision waits for dataset b"
@@ -97,11 +98,42 @@ def test_several_eval_datasets_are_one_evaluation(drive: Any) -> None:
 
 
 def test_several_eval_datasets_missing_metric(drive: Any) -> None:
+    """The error comes at the end of the round (after the last dataset), listing every dataset's metrics."""
     cb = EarlyStopping({"eval_a_f1": "max"})
+    d = drive(cb, eval_datasets=("a", "b"))
+    d.evaluate(1, {"eval_a_loss": 1.0, "eval_a_runtime": 0.1})  # the round goes on: dataset b is still to come
+    with pytest.raises(ConfigurationError, match=r"eval_a_f1.*step 1.*eval_a_loss, eval_a_runtime, eval_b_loss"):
+        d.evaluate(1, {"eval_b_loss": 1.0, "eval_b_runtime": 0.1})
+
+
+def test_missing_metric_at_the_last_evaluation_of_the_run_is_an_error(drive: Any) -> None:
+    """Issue 15 item 3: the only evaluation is the last one; it used to be a warning at train end."""
+    cb = EarlyStopping("eval_loss")
+    d = drive(cb, eval_datasets=("a", "b"))
+    d.evaluate(4, {"eval_a_loss": 1.0, "eval_a_runtime": 0.1})
+    with pytest.raises(ConfigurationError, match=r"eval_loss.*step 4 \(eval datasets: a, b\).*eval_b_loss"):
+        d.evaluate(4, {"eval_b_loss": 1.0, "eval_b_runtime": 0.1})
+
+
+def test_unknown_datasets_end_the_round_at_the_next_event(drive: Any) -> None:
+    """Without a Trainer to read eval_dataset from (a custom loop), the round ends at the next event after it."""
+    cb = EarlyStopping("eval_loss")
+    d = drive(cb)  # no datasets known
+    d.evaluate(4, {"eval_a_loss": 1.0, "eval_a_runtime": 0.1})
+    d.evaluate(4, {"eval_b_loss": 1.0, "eval_b_runtime": 0.1})
+    with pytest.raises(ConfigurationError, match=r"eval_loss.*step 4.*eval_a_loss.*eval_b_loss"):
+        d.end()
+
+
+@pytest.mark.parametrize("value", [None, "abc", [0.1, 0.2]], ids=["None", "str", "list"])
+def test_a_metric_that_is_not_a_number_is_a_clear_error(drive: Any, value: Any) -> None:
+    cb = EarlyStopping("eval_loss", strict=False)
     d = drive(cb)
-    d.evaluate(1, {"eval_b_loss": 1.0, "eval_b_runtime": 0.1})  # dataset b does not own eval_a_f1
-    with pytest.raises(ConfigurationError, match=r"eval_a_f1.*eval_a_loss"):
-        d.evaluate(1, {"eval_a_loss": 1.0, "eval_a_runtime": 0.1})
+    with pytest.raises(ConfigurationError) as info:
+        d.evaluate(3, {"eval_loss": value, "eval_runtime": 0.1})
+    message = str(info.value)
+    assert "EarlyStopping" in message and "'eval_loss'" in message and "step 3" in message
+    assert repr(value) in message and type(value).__name__ in message
 
 
 def test_evaluations_outside_train_are_ignored(training_args: Any) -> None:

@@ -88,12 +88,14 @@ def test_names_get_the_eval_prefix_and_settings_merge() -> None:
 def test_bare_string_modes(training_args: Any) -> None:
     assert EarlyStopping("eval_loss")._rule.metrics[0].mode == "min"
     assert EarlyStopping("perplexity")._rule.metrics[0].mode == "min"
+    assert EarlyStopping("eval_wer")._rule.metrics[0].mode == "min"
+    assert EarlyStopping("accuracy")._rule.metrics[0].mode == "max"  # a score word (core.infer_mode)
     # unknown direction: not an error yet (args may tell), an error at train begin if they do not
-    cb = EarlyStopping("accuracy")
+    cb = EarlyStopping("drift")
     assert cb._rule is None
     problems = cb.check_training_args(training_args())
-    assert len(problems) == 1 and "'eval_accuracy'" in problems[0] and "mode" in problems[0]
-    args = training_args(metric_for_best_model="accuracy")  # greater_is_better defaults to True
+    assert len(problems) == 1 and "'eval_drift'" in problems[0] and "Pass the mode" in problems[0]
+    args = training_args(metric_for_best_model="drift")  # greater_is_better defaults to True
     assert cb.check_training_args(args) == []
     assert cb._config.resolve(args).metrics[0].mode == "max"
     # metric_for_best_model with greater_is_better wins even over a loss-like name

@@ -6,16 +6,19 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from trainer_callbacks.core import StateReader
-from trainer_callbacks.core.callback import PluginCallback
-from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.earlystop.metric import (
-    Metric,
-    build_config,
+from trainer_callbacks.core import (
+    ConfigurationError,
+    EvaluationRound,
+    PluginCallback,
+    Round,
+    StateReader,
+    eval_key,
+    evaluates,
     infer_mode,
-    metric_key,
-    mode_problem,
+    metric_value,
+    missing_metrics_message,
 )
+from trainer_callbacks.earlystop.metric import Metric, build_config, mode_problem
 from trainer_callbacks.earlystop.options import StopperOptions
 from trainer_callbacks.earlystop.rule import Best, EarlyStoppingRule, StopReason, read_state
 
@@ -24,23 +27,6 @@ logger = logging.getLogger(__name__)
 PREFIX = "early_stopping"
 REASON_KEY = f"{PREFIX}/reason"
 """A ``log_history`` entry (text, not a scalar) that records the stop reason for summaries and plots."""
-
-
-def _eval_prefix(metrics: Mapping[str, Any]) -> str | None:
-    """The ``metric_key_prefix`` of one evaluation call, read from its ``<prefix>_runtime`` key."""
-    for key in metrics:
-        if key.endswith("_runtime"):
-            return key[: -len("_runtime")]
-    return None
-
-
-def _owns(prefix: str | None, name: str) -> bool:
-    """Whether the evaluation call with ``prefix`` is the one that should report metric ``name``.
-
-    One eval dataset: prefix ``eval`` reports everything. Several (``eval_dataset`` a dict):
-    the Trainer calls ``on_evaluate`` once per dataset with prefix ``eval_<dataset>``.
-    """
-    return prefix is None or prefix == "eval" or name.startswith(f"{prefix}_")
 
 
 class EarlyStopping(PluginCallback):
@@ -90,19 +76,15 @@ class EarlyStopping(PluginCallback):
                 "EarlyStopping.from_training_args: args.metric_for_best_model is not set; set it "
                 "(e.g. metric_for_best_model='eval_loss') or build EarlyStopping(monitor=...) directly"
             )
-        mode = infer_mode(metric_key(name), args)
-        return cls(monitor={metric_key(name): mode or "min"}, patience=patience, threshold=threshold, **options)
+        mode = infer_mode(eval_key(name), args)
+        return cls(monitor={eval_key(name): mode or "min"}, patience=patience, threshold=threshold, **options)
 
     # ---- PluginCallback -----------------------------------------------------------------
     def reset(self) -> None:
         self._rule: EarlyStoppingRule | None = None if self._config.unresolved() else self._config.resolve()
         self._saved: dict[str, Any] | None = None
         self._training = False
-        self._step: int | None = None
-        self._seen: dict[str, float] = {}
-        self._keys: list[str] = []
-        self._skipped: set[str] = set()
-        self._decided = False
+        self._rounds = EvaluationRound()
         self._warned: set[str] = set()
         self._last_step: int | None = None
         """The global step of the latest counted evaluation (kept across resume)."""
@@ -126,15 +108,14 @@ class EarlyStopping(PluginCallback):
 
     def check_training_args(self, args: Any) -> list[str]:
         problems = []
-        strategy = getattr(args, "eval_strategy", None)
-        if strategy is not None and str(getattr(strategy, "value", strategy)) == "no":
+        if not evaluates(args):
             problems.append(
                 "eval_strategy='no' means no evaluation runs during training, so early stopping can never act; "
                 "set eval_strategy='steps' (with eval_steps) or 'epoch' in TrainingArguments"
             )
         unresolved = self._config.unresolved(args)
         if unresolved:
-            problems.append(mode_problem(unresolved))
+            problems.append(mode_problem(unresolved, args))
         max_steps = getattr(args, "max_steps", -1)
         if isinstance(max_steps, int) and 0 < max_steps < self._config.min_steps:
             problems.append(
@@ -149,6 +130,7 @@ class EarlyStopping(PluginCallback):
         self._saved = None
         if restored:
             self.load_state_dict(restored)
+        self._rounds.begin()
         self._training = True
 
     # ---- the public view ------------------------------------------------------------------
@@ -181,78 +163,74 @@ class EarlyStopping(PluginCallback):
         self, args: Any, state: Any, control: Any, metrics: Mapping[str, float] | None = None, **kwargs: Any
     ) -> None:
         # Only evaluations inside train() count; trainer.evaluate() before/after training does not.
-        # One decision per global step: a second evaluation at a step already decided (an empty epoch,
-        # eval_on_start after resuming at that step) is not counted.
+        # With several eval datasets the Trainer calls this once per dataset: the decision is taken
+        # when the round is complete (core's EvaluationRound), with the metrics of every dataset.
         if not self._training or self._rule is None or not metrics:
             return
-        step = int(state.global_step)
-        if self._last_step is not None and step <= self._last_step and step != self._step:
-            return  # this step was already decided before a resume (eval_on_start repeats it)
-        if step != self._step:
-            self._finish_pending(args, state, control, during="the next evaluation")
-            self._step, self._seen, self._keys, self._skipped, self._decided = step, {}, [], set(), False
-        if self._decided:
-            return
-        self._keys.extend(k for k in metrics if k not in self._keys)
-        for name in self._config.names:
-            if name in metrics:
-                self._seen[name] = float(metrics[name])
-        prefix = _eval_prefix(metrics)
-        missing = [n for n in self._config.names if n not in self._seen and n not in self._skipped and _owns(prefix, n)]
-        if missing:
-            self._missing(missing)
-        if all(n in self._seen or n in self._skipped for n in self._config.names):
-            self._decide(args, state, control)
+        for evaluation in self._rounds.add(int(state.global_step), metrics):
+            self._round(args, state, control, evaluation)
+
+    # A round whose datasets are not known (no Trainer found) ends at the next of these events.
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args, state, control)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args, state, control)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args, state, control)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._training and not self._decided and self._step is not None:
-            absent = [n for n in self._config.names if n not in self._seen]
-            logger.warning(
-                "EarlyStopping: the evaluation at step %d never reported %s (metrics present: %s)",
-                self._step,
-                ", ".join(absent),
-                ", ".join(self._keys),
-            )
-        self._training = False
-        super().on_train_end(args, state, control, **kwargs)
+        try:
+            self._close_round(args, state, control)
+        finally:
+            self._training = False
+            super().on_train_end(args, state, control, **kwargs)
 
     # ---- internals ----------------------------------------------------------------------------
-    def _missing(self, names: list[str]) -> None:
-        present = ", ".join(self._keys) or "(none)"
-        if self._config.strict:
-            raise ConfigurationError(
-                f"EarlyStopping: monitored metric(s) {', '.join(names)} missing from the evaluation at step "
-                f"{self._step}. Metrics present: {present}. Monitor one of these, make compute_metrics return "
-                "the metric, or pass strict=False to skip a missing metric"
-            )
-        new = [n for n in names if n not in self._warned]
-        if new:
-            logger.warning(
-                "EarlyStopping: monitored metric(s) %s missing from the evaluation at step %s (present: %s); "
-                "skipping them for the evaluations that lack them (strict=False)",
-                ", ".join(new),
-                self._step,
-                present,
-            )
-            self._warned.update(new)
-        self._skipped.update(names)
+    def _close_round(self, args: Any, state: Any, control: Any) -> None:
+        if self._training and self._rule is not None:
+            for evaluation in self._rounds.close():
+                self._round(args, state, control, evaluation)
 
-    def _finish_pending(self, args: Any, state: Any, control: Any, during: str) -> None:
-        """An evaluation step that ended without all monitored metrics (several eval datasets)."""
-        if self._step is None or self._decided:
+    def _round(self, args: Any, state: Any, control: Any, evaluation: Round) -> None:
+        """One complete evaluation round: check what it reported, then update the rule."""
+        step = evaluation.step
+        # One decision per global step: a second round at a step already decided (an empty epoch,
+        # eval_on_start after resuming at that step) is not counted.
+        if self._last_step is not None and step <= self._last_step:
             return
-        absent = [n for n in self._config.names if n not in self._seen and n not in self._skipped]
-        self._missing(absent)
-        if self._seen:
-            self._decide(args, state, control, step=self._step)
+        names = self._config.names
+        missing = evaluation.missing(names)
+        if missing:
+            if self._config.strict:
+                raise ConfigurationError(
+                    missing_metrics_message(
+                        "EarlyStopping", missing, evaluation, skip="skip a missing metric in the evaluations without it"
+                    )
+                )
+            new = [n for n in missing if n not in self._warned]
+            if new:
+                logger.warning(
+                    "EarlyStopping: monitored metric(s) %s missing from the evaluation at step %s (present: %s); "
+                    "skipping them for the evaluations that lack them (strict=False)",
+                    ", ".join(new),
+                    step,
+                    ", ".join(evaluation.metrics),
+                )
+                self._warned.update(new)
+        seen = {
+            n: metric_value(evaluation.metrics, n, callback="EarlyStopping", step=step)
+            for n in names
+            if n in evaluation.metrics
+        }
+        if seen:
+            self._decide(args, state, control, step, seen)
 
-    def _decide(self, args: Any, state: Any, control: Any, step: int | None = None) -> None:
+    def _decide(self, args: Any, state: Any, control: Any, step: int, seen: Mapping[str, float]) -> None:
         assert self._rule is not None
-        self._decided = True
-        step = self._step if step is None else step
-        assert step is not None
         self._last_step = step
-        reason = self._rule.update(step, self._seen)
+        reason = self._rule.update(step, seen)
         if step < self._config.min_steps:
             return
         scalars: dict[str, float] = {}

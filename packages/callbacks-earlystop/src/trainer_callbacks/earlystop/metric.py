@@ -12,13 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from trainer_callbacks.core import Flag, check_value
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core import ConfigurationError, Flag, check_value, eval_key, infer_mode, monitor_keys
+from trainer_callbacks.core import mode_problem as _mode_problem
 from trainer_callbacks.earlystop.options import COMBINE, MIN_STEPS, PATIENCE, THRESHOLD, THRESHOLD_MODE, VALUE
 from trainer_callbacks.earlystop.rule import MODES, EarlyStoppingRule, MetricRule
-
-LOWER_IS_BETTER = ("loss", "error", "perplexity")
-"""A bare-string monitor whose name contains one of these is minimised."""
 
 PER_METRIC_FIELDS = (
     "patience",
@@ -28,11 +25,6 @@ PER_METRIC_FIELDS = (
     "stopping_threshold",
     "divergence_threshold",
 )
-
-
-def metric_key(name: str) -> str:
-    """The key of ``name`` in the Trainer's evaluation metrics: ``eval_`` is added if absent."""
-    return name if name.startswith("eval_") else f"eval_{name}"
 
 
 # The value checks are core's (trainer_callbacks.core.options), configured in .options: the same
@@ -96,11 +88,8 @@ class Metric:
     divergence_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip() or self.name.strip() == "eval_":
-            raise ConfigurationError(
-                f"Metric.name={self.name!r}: give the name of an evaluation metric, e.g. 'eval_loss'"
-            )
-        object.__setattr__(self, "name", metric_key(self.name.strip()))
+        (key,) = monitor_keys([self.name], callback="Metric", field="name")
+        object.__setattr__(self, "name", key)
         _check_mode(f"Metric({self.name!r}).mode", self.mode)
         for name in PER_METRIC_FIELDS:
             value = getattr(self, name)
@@ -120,25 +109,7 @@ class Metric:
 class _Entry:
     metric: Metric
     explicit_mode: bool
-    """False for a bare-string monitor, whose mode is inferred (:func:`infer_mode`)."""
-
-
-def infer_mode(name: str, args: Any = None) -> str | None:
-    """The mode of a bare-string monitor, or ``None`` when it cannot be known.
-
-    From ``args.greater_is_better`` when ``name`` is ``args.metric_for_best_model`` (with
-    transformers' default: maximise unless the name ends in "loss"), else "min" for names
-    containing loss/error/perplexity.
-    """
-    best = getattr(args, "metric_for_best_model", None) if args is not None else None
-    if best and metric_key(best) == name:
-        greater = getattr(args, "greater_is_better", None)
-        if greater is None:
-            greater = not name.endswith("loss")
-        return "max" if greater else "min"
-    if any(word in name.lower() for word in LOWER_IS_BETTER):
-        return "min"
-    return None
+    """False for a bare-string monitor, whose mode is inferred (``trainer_callbacks.core.infer_mode``)."""
 
 
 def _parse_monitor(monitor: Any) -> list[_Entry]:
@@ -231,7 +202,7 @@ class StoppingConfig:
         """The rule; a bare-string monitor takes its mode from ``args`` (see :func:`infer_mode`)."""
         missing = self.unresolved(args)
         if missing:
-            raise ConfigurationError(mode_problem(missing))
+            raise ConfigurationError(mode_problem(missing, args))
         rules = []
         for entry in self.entries:
             name = entry.metric.name
@@ -255,13 +226,11 @@ class StoppingConfig:
         )
 
 
-def mode_problem(names: Sequence[str]) -> str:
-    listed = ", ".join(repr(n) for n in names)
+def mode_problem(names: Sequence[str], args: Any = None) -> str:
+    """Core's message for bare-string monitors of unknown mode, with EarlyStopping's way to pass it."""
     example = ", ".join(f"{n!r}: 'max'" for n in names)
-    return (
-        f"monitor {listed}: cannot tell whether higher or lower is better (only names containing "
-        f"{'/'.join(LOWER_IS_BETTER)} are minimised by default, and it is not metric_for_best_model). "
-        f"Give the mode explicitly, e.g. monitor={{{example}}} or Metric(name, mode='max')"
+    return _mode_problem(
+        "EarlyStopping", names, args, fix=f"monitor={{{example}}} (or 'min'), or Metric(name, mode='max')"
     )
 
 
@@ -272,7 +241,7 @@ def _per_metric(field: str, value: Any, names: Sequence[str]) -> dict[str, Any]:
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            name = metric_key(str(key))
+            name = eval_key(str(key))
             if name not in names:
                 raise ConfigurationError(
                     f"{field}: {key!r} is not monitored (monitored: {', '.join(names)}); add it to monitor or "

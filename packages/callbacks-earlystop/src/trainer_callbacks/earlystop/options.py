@@ -45,8 +45,8 @@ class StopperOptions(CallbackOptions):
         "eval_loss",
         '`"eval_loss"`, `{"eval_loss": "min", "eval_accuracy": "max"}`, or a list of `Metric(...)` (or of tables '
         "of `Metric` fields). Names without `eval_` get it. A bare name takes its mode from `greater_is_better` "
-        "when it is `metric_for_best_model`, else `min` for names containing loss, error or perplexity, else a "
-        "configuration error that asks for the mode",
+        "when it is `metric_for_best_model`, else from its name (`min` for a loss or an error rate, `max` for a "
+        "score), else a configuration error that asks for the mode",
         save=_saved_monitor,
     )
     patience: int | Mapping[str, int] = option(
@@ -82,7 +82,8 @@ class StopperOptions(CallbackOptions):
     min_steps: int = option(0, "evaluations before this global step are ignored entirely", MIN_STEPS)
     strict: bool = option(
         True,
-        "a monitored metric missing from an evaluation is an error listing the metrics present; `False`: skip it "
-        "for that evaluation (one warning)",
+        "a monitored metric missing from an evaluation round (every eval dataset's call at one step) is an error "
+        "listing the metrics present, raised at the end of that round; `False`: skip it for that evaluation "
+        "(one warning)",
         Flag(),
     )
