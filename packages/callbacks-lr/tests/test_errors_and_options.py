@@ -80,13 +80,15 @@ def test_mode_resolution() -> None:
         output_dir="/tmp/x", metric_for_best_model="wer", greater_is_better=False, report_to="none"
     )
     assert resolve_mode(None, "eval_wer", lower) == ("min", None)
-    mode, problem = resolve_mode(None, "eval_f1", acc)
-    assert mode is None and "mode='max'" in problem and "eval_f1" in problem
+    assert resolve_mode(None, "eval_f1", acc) == ("max", None)  # a score word
+    assert resolve_mode(None, "eval_error", acc) == ("min", None)  # an error rate, as in EarlyStopping and the pruner
+    mode, problem = resolve_mode(None, "eval_drift", acc)
+    assert mode is None and problem is not None and "mode='max'" in problem and "eval_drift" in problem
 
 
 def test_unresolvable_mode_fails_at_train_begin(tmp_path) -> None:
-    trainer = _trainer(tmp_path, [ReduceLROnPlateau(monitor="eval_f1")])
-    with pytest.raises(ConfigurationError, match="cannot tell whether 'eval_f1' should go down or up"):
+    trainer = _trainer(tmp_path, [ReduceLROnPlateau(monitor="eval_drift")])
+    with pytest.raises(ConfigurationError, match="cannot tell whether higher or lower is better for 'eval_drift'"):
         trainer.train()
 
 
@@ -103,7 +105,8 @@ def test_max_mode_from_greater_is_better_in_a_real_run(tmp_path) -> None:
 def test_missing_metric_strict_lists_present_metrics(tmp_path) -> None:
     trainer = _trainer(tmp_path, [ReduceLROnPlateau(monitor="eval_accuracy", mode="max")])
     with pytest.raises(
-        ConfigurationError, match=r"'eval_accuracy' is not in the evaluation metrics; present: .*eval_loss"
+        ConfigurationError,
+        match=r"eval_accuracy is missing from the evaluation at step \d+\. Metrics present: .*eval_loss",
     ):
         trainer.train()
 
@@ -133,8 +136,40 @@ def test_several_eval_datasets_monitor_one_of_them(tmp_path) -> None:
     assert sum(1 for e in trainer.state.log_history if "lr_plateau/scale" in e) == 2
     wrong = ReduceLROnPlateau(monitor="eval_dev_loss", patience=0)
     trainer = build(wrong)
-    with pytest.raises(ConfigurationError, match=r"eval_dev_loss.*present: .*eval_test_loss.*eval_val_loss"):
+    with pytest.raises(
+        ConfigurationError, match=r"eval_dev_loss.*step 2 \(eval datasets: test, val\)\. Metrics.*val_loss"
+    ):
         trainer.train()
+
+
+def test_missing_metric_at_the_last_evaluation_with_several_datasets(tmp_path) -> None:
+    """The only evaluation is the run's last one, over two eval datasets: the error comes at the end of that round
+    (after dataset b, so it lists both datasets' metrics), not one evaluation late or never."""
+    datasets = {"a": TinyDataset(8, seed=2), "b": TinyDataset(8, seed=1)}
+    trainer = _trainer(tmp_path, [ReduceLROnPlateau(monitor="eval_loss")], eval_dataset=datasets, eval_steps=4)
+    with pytest.raises(ConfigurationError, match=r"eval_loss is missing .* step 4 \(eval datasets: a, b\)") as info:
+        trainer.train()
+    assert "eval_a_loss" in str(info.value) and "eval_b_loss" in str(info.value)
+    assert trainer.state.global_step == 4
+
+
+@pytest.mark.parametrize("value", [None, "abc", torch.tensor([0.1, 0.2])], ids=["None", "str", "tensor"])
+def test_a_metric_that_is_not_a_number_is_a_clear_error(tmp_path, value) -> None:  # type: ignore[no-untyped-def]
+    callback = ReduceLROnPlateau(patience=0)
+    optimizer = sgd([0.1])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    state, control = TrainerState(), TrainerControl()
+    callback.on_train_begin(training_args(tmp_path), state, control, optimizer=optimizer, lr_scheduler=scheduler)
+    state.global_step = 7
+    with pytest.raises(ConfigurationError) as info:
+        callback.on_evaluate(training_args(tmp_path), state, control, metrics={"eval_loss": value, "eval_runtime": 0.1})
+    message = str(info.value)
+    assert "ReduceLROnPlateau" in message and "'eval_loss'" in message and "step 7" in message
+    assert type(value).__name__ in message
+    # a 0-d tensor or numpy scalar is a number
+    state.global_step = 8
+    callback.on_evaluate(training_args(tmp_path), state, control, metrics={"eval_loss": torch.tensor(0.5)})
+    assert callback.rule.best == 0.5
 
 
 def test_min_steps_ignores_early_evaluations_entirely(tmp_path) -> None:

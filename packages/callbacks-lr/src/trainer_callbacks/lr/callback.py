@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from trainer_callbacks.core import StateFieldError, StateReader
+from trainer_callbacks.core import (
+    EvaluationRound,
+    Round,
+    StateFieldError,
+    StateReader,
+    evaluates,
+    metric_value,
+    missing_metrics_message,
+)
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.lr import names
-from trainer_callbacks.lr.monitor import belongs_to, evaluation_prefix, find_metric, resolve_mode
+from trainer_callbacks.lr.monitor import find_metric, resolve_mode
 from trainer_callbacks.lr.options import PlateauOptions
 from trainer_callbacks.lr.plateau import PlateauRule, reduced_lrs
 from trainer_callbacks.lr.scaling import LRTarget
@@ -89,9 +97,7 @@ class ReduceLROnPlateau(PluginCallback):
         self._active = False
         self._restored = False
         self._warned_missing = False
-        self._missing_since: int | None = None
-        self._found_at: int | None = None
-        self._missing_seen: dict[str, None] = {}
+        self._rounds = EvaluationRound()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -134,7 +140,7 @@ class ReduceLROnPlateau(PluginCallback):
                 "set lr_scheduler_type to the schedule you want ('linear', 'cosine', 'constant_with_warmup'...) "
                 "and let this callback cut the LR on plateaus"
             )
-        if _setting(getattr(args, "eval_strategy", "no")) == "no":
+        if not evaluates(args):
             problems.append(
                 f"eval_strategy='no': there are no evaluations, so {self.monitor!r} never arrives and the LR is "
                 "never reduced; set eval_strategy='steps' (with eval_steps) or 'epoch'"
@@ -187,6 +193,7 @@ class ReduceLROnPlateau(PluginCallback):
                 logger.info("ReduceLROnPlateau: param group(s) %s start from the unscaled peak LR again", undone)
         else:
             self.target.remember_scales(self.scales)
+        self._rounds.begin()
         self._active = True
 
     # ---- evaluation -------------------------------------------------------------------------
@@ -195,16 +202,57 @@ class ReduceLROnPlateau(PluginCallback):
     ) -> None:
         if not self._active or self.target is None:
             return  # an evaluate() outside train(): nothing to schedule
-        if state.global_step < self.min_steps:
+        # With several eval datasets the Trainer calls this once per dataset: the monitored metric is
+        # looked up when the round is complete (core's EvaluationRound), in every dataset's metrics.
+        for evaluation in self._rounds.add(int(state.global_step), metrics or {}):
+            self._round(args, state, evaluation)
+
+    # A round whose datasets are not known (no Trainer found) ends at the next of these events.
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args, state)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args, state)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args, state)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            self._close_round(args, state)
+        finally:
+            self._active = False
+            super().on_train_end(args, state, control, **kwargs)
+
+    def _close_round(self, args: Any, state: Any) -> None:
+        if self._active and self.target is not None:
+            for evaluation in self._rounds.close():
+                self._round(args, state, evaluation)
+
+    def _round(self, args: Any, state: Any, evaluation: Round) -> None:
+        """One complete evaluation round: the plateau rule on the monitored value, if reported."""
+        assert self.target is not None
+        step = evaluation.step
+        if step < self.min_steps:
             return
-        metrics = metrics or {}
-        key = find_metric(metrics, self.monitor)
+        key = find_metric(evaluation.metrics, self.monitor)
         if key is None:
-            self._on_missing(metrics, state)
+            if self.strict:
+                raise ConfigurationError(
+                    missing_metrics_message(
+                        "ReduceLROnPlateau", [self.monitor], evaluation, skip="skip the evaluations without it"
+                    )
+                )
+            if not self._warned_missing:
+                logger.warning(
+                    "ReduceLROnPlateau: %r is not among the evaluation metrics %s; evaluations without it are "
+                    "skipped (strict=False)",
+                    self.monitor,
+                    list(evaluation.metrics),
+                )
+                self._warned_missing = True
             return
-        self._missing_since = None
-        self._found_at = state.global_step
-        value = float(metrics[key])
+        value = metric_value(evaluation.metrics, key, callback="ReduceLROnPlateau", step=step)
         old_peaks = self.target.peak_lrs()
         bad_before = self.rule.num_bad_epochs + (0 if self.rule.is_better(value) else 1)
         scalars: dict[str, float] = {}
@@ -223,7 +271,7 @@ class ReduceLROnPlateau(PluginCallback):
                     "ReduceLROnPlateau: %s did not improve for %d evaluations; step %d: peak LR %s",
                     key,
                     bad_before,
-                    state.global_step,
+                    step,
                     ", ".join(f"group {i} {o:.3g} -> {n:.3g}" for i, (o, n) in enumerate(zip(old_peaks, new_peaks))),
                 )
         scalars[names.SCALE] = self.scale
@@ -234,50 +282,4 @@ class ReduceLROnPlateau(PluginCallback):
         scalars[names.wait(self.monitor)] = float(self.rule.num_bad_epochs)
         if math.isfinite(self.rule.best):
             scalars[names.best(self.monitor)] = self.rule.best
-        self.report(args, state, scalars)
-
-    def _on_missing(self, metrics: Mapping[str, Any], state: Any) -> None:
-        present = sorted(metrics)
-        if not self.strict:
-            if not self._warned_missing:
-                logger.warning(
-                    "ReduceLROnPlateau: %r is not among the evaluation metrics %s; evaluations without it are "
-                    "skipped (strict=False)",
-                    self.monitor,
-                    present,
-                )
-                self._warned_missing = True
-            return
-        if belongs_to(self.monitor, evaluation_prefix(metrics)):
-            raise ConfigurationError(_missing_message(self.monitor, present))
-        # Several eval datasets: another dataset's evaluation at this step may carry it.
-        if self._found_at == state.global_step:
-            return
-        if self._missing_since != state.global_step:
-            self._missing_seen = {}
-        self._missing_since = state.global_step
-        self._missing_seen.update(dict.fromkeys(present))
-
-    def _check_deferred_missing(self) -> None:
-        if self._missing_since is not None:
-            seen = sorted(self._missing_seen)
-            self._missing_since = None
-            raise ConfigurationError(_missing_message(self.monitor, seen))
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.strict:
-            self._check_deferred_missing()
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._active = False
-        super().on_train_end(args, state, control, **kwargs)
-        if self.strict:
-            self._check_deferred_missing()
-
-
-def _missing_message(monitor: str, present: Sequence[str]) -> str:
-    return (
-        f"ReduceLROnPlateau: the monitored metric {monitor!r} is not in the evaluation metrics; present: "
-        f"{', '.join(present) or '(none)'}. Set monitor= to one of them (compute_metrics results are prefixed "
-        "with 'eval_', or 'eval_<name>_' for a dict of eval datasets), or pass strict=False to skip such evaluations"
-    )
+        self.report(args, state, scalars, step=step)

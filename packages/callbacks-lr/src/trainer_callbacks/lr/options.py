@@ -20,7 +20,8 @@ class PlateauOptions(CallbackOptions):
     mode: str | None = option(
         None,
         '`"min"` or `"max"`; `None`: from `greater_is_better` when `monitor` is `metric_for_best_model`, else '
-        '`"min"` for loss-like names (loss, error, perplexity, ppl), else a configuration error at train begin',
+        'from the name (`"min"` for a loss or an error rate, `"max"` for a score), else a configuration error at '
+        "train begin that asks for the mode",
         OrNone(Choice(("min", "max"), "None derives it from greater_is_better / the name")),
     )
     factor: float = option(
@@ -58,8 +59,9 @@ class PlateauOptions(CallbackOptions):
     eps: float = option(1e-8, "a reduction smaller than this (in LR units) is skipped, as in torch", Real(minimum=0.0))
     strict: bool = option(
         True,
-        "a monitored metric missing from an evaluation is a `ConfigurationError` listing the metrics present; "
-        "`False`: warn once and skip such evaluations",
+        "a monitored metric missing from an evaluation round (every eval dataset's call at one step) is a "
+        "`ConfigurationError` listing the metrics present, raised at the end of that round; `False`: warn once and "
+        "skip such evaluations",
         Flag(),
     )
     min_steps: int = option(
