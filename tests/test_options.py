@@ -37,7 +37,8 @@ CALLBACKS = {
     "checkpoint": ("trainer_callbacks.checkpoint", "CheckpointPruner"),
 }
 
-# The signatures before this change (public API: names, order, defaults, annotations).
+# The signatures before this change (public API: names, order, defaults, annotations). The
+# checkpoint pruner's ``strict`` was added by issue 14 ("a misspelt pruner monitor").
 SIGNATURES = {
     "EarlyStopping": [
         "monitor: 'str | Mapping[str, str] | list[Any]' = 'eval_loss'",
@@ -85,6 +86,7 @@ SIGNATURES = {
         "keep: 'Callable[[CheckpointInfo], bool] | str | None' = None",
         "background: 'bool' = True",
         "dry_run: 'bool' = False",
+        "strict: 'bool' = True",
     ],
 }
 

@@ -16,11 +16,21 @@ from trainer_callbacks.checkpoint.policy import (
     RetentionPolicy,
     decide,
     monitor_size,
+    ranking_metrics,
     resolve_monitor,
+    unranked,
 )
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
 from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
-from trainer_callbacks.core import StateReader, strategy
+from trainer_callbacks.core import (
+    EvaluationRound,
+    Round,
+    StateReader,
+    evaluates,
+    metric_value,
+    missing_metrics_message,
+    strategy,
+)
 from trainer_callbacks.core.callback import PluginCallback
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.references import import_reference, reference_of
@@ -99,6 +109,7 @@ class CheckpointPruner(PluginCallback):
     _keep: KeepCallable | None
     background: bool
     dry_run: bool
+    strict: bool
 
     def __init__(
         self,
@@ -110,6 +121,7 @@ class CheckpointPruner(PluginCallback):
         keep: Callable[[CheckpointInfo], bool] | str | None = None,
         background: bool = True,
         dry_run: bool = False,
+        strict: bool = True,
     ) -> None:
         options = PrunerOptions.parse(self, locals())
         if options.keep_pareto and monitor_size(options.monitor) < 2:
@@ -141,6 +153,8 @@ class CheckpointPruner(PluginCallback):
         self._run_dir: str | None = None
         self._resume_path: str | None = None
         self._warned: set[str] = set()
+        self._rounds = EvaluationRound()
+        self._training = False
         self.deleted_total = 0
         self.bytes_freed_total = 0
         self.prunes = 0
@@ -169,14 +183,22 @@ class CheckpointPruner(PluginCallback):
                 "saved options on resume; make keep a module-level function, or set "
                 "restore_callback_states_from_checkpoint=False (trainer-callbacks restores the pruner without it)"
             )
-        if self.monitor is not None and str(getattr(args, "eval_strategy", "no")) in ("no", "IntervalStrategy.NO"):
+        if self.monitor is not None and not evaluates(args):
             problems.append(
                 f"monitor={self.monitor!r} ranks checkpoints by evaluation metrics, but eval_strategy='no' never "
                 "evaluates; set eval_strategy='steps' with eval_steps equal to save_steps, or drop monitor"
             )
+        try:
+            self.policy(args)
+        except ConfigurationError as exc:  # a bare monitor name whose mode cannot be told
+            problems.append(str(exc).removeprefix("CheckpointPruner: "))
         return problems
 
     def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Every process follows the evaluation rounds (the metrics are the same on all of them), so a
+        # strict error is raised everywhere, not only where checkpoints are pruned.
+        self._rounds.begin()
+        self._training = True
         if not args.should_save:
             return
         self._run_dir = find_run_dir(args, state)
@@ -206,12 +228,60 @@ class CheckpointPruner(PluginCallback):
         self._warn(self._scanner.scan(self._run_dir, state.global_step))
 
     # ---- events ---------------------------------------------------------------------------------
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        if self._training:
+            for evaluation in self._rounds.add(int(state.global_step), metrics or {}):
+                self._check_round(args, evaluation)
+
+    def _close_round(self, args: Any) -> None:
+        """A round whose datasets are not known (no Trainer found) ends at the next event after it."""
+        if self._training:
+            for evaluation in self._rounds.close():
+                self._check_round(args, evaluation)
+
+    def _check_round(self, args: Any, evaluation: Round) -> None:
+        """What the ranking needs from one evaluation round: every ranking metric, each a number.
+
+        strict: a missing one is an error now, before the save of this step prunes anything.
+        strict=False: the checkpoint of this step is kept as unranked (see ``prune``).
+        """
+        names = ranking_metrics(self.policy(args))
+        missing = evaluation.missing(names)
+        if missing and self.strict:
+            raise ConfigurationError(
+                missing_metrics_message(
+                    "CheckpointPruner",
+                    missing,
+                    evaluation,
+                    skip="keep (never delete) the checkpoints whose evaluation lacks it",
+                )
+            )
+        for name in names:
+            if name in evaluation.metrics:
+                metric_value(evaluation.metrics, name, callback="CheckpointPruner", step=evaluation.step)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args)
+
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_round(args)
         if not args.should_save:
             return
         self.prune(args, state)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            self._close_round(args)  # the run's last round, when its datasets could not be known
+        finally:
+            self._training = False
+            self._finish(args, state, control, **kwargs)
+
+    def _finish(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._deleter.close()
         removals = [r for r in self._deleter.finished() if r.report]
         if args.should_save and removals:
@@ -262,8 +332,19 @@ class CheckpointPruner(PluginCallback):
             for found in scan.candidates
         ]
         resume_step = next((i.step for i in infos if i.is_resume_point), None)
-        decision = decide(infos, self.policy(args), resume_step=resume_step, keep=self._keep)
+        policy = self.policy(args)
+        decision = decide(infos, policy, resume_step=resume_step, keep=self._keep)
         self.last_decision = decision
+        for info in infos:
+            if "unranked" in decision.kept.get(info.step, ()):
+                self._warn_once(
+                    "unranked",
+                    "CheckpointPruner: the evaluation of %s did not report %s, so its rank cannot be computed; it is "
+                    "kept (the pruner never deletes on missing information). Later checkpoints like it are kept "
+                    "without another warning.",
+                    info.path.name,
+                    ", ".join(unranked(info, policy)),
+                )
         for step, error in decision.keep_errors:
             logger.warning("CheckpointPruner: keep() raised on checkpoint-%d (%s); it is kept.", step, error)
         deleted = set(decision.deleted)

@@ -35,9 +35,10 @@ class PrunerOptions(CallbackOptions):
     monitor: str | dict[str, str] | None = option(
         None,
         "`None`: `metric_for_best_model` ranked by `greater_is_better` (nothing when unset); a name (mode: "
-        "`greater_is_better` if it is `metric_for_best_model`, else `min` for names ending in `loss`, `max` "
-        'otherwise); or `{"eval_loss": "min", "eval_f1": "max"}`. The `eval_` prefix is added when missing, as the '
-        "Trainer does",
+        "`greater_is_better` if it is `metric_for_best_model`, else `min` for a loss or error rate such as loss, "
+        "error, wer, cer, perplexity, mae, `max` for a score such as accuracy, f1, bleu, rouge; any other name is an "
+        'error at train begin asking for the mode); or `{"eval_loss": "min", "eval_f1": "max"}`. The `eval_` '
+        "prefix is added when missing, as the Trainer does; two names for one metric are an error",
         normalize_monitor,
     )
     keep_pareto: bool = option(
@@ -67,5 +68,12 @@ class PrunerOptions(CallbackOptions):
     dry_run: bool = option(
         False,
         "decide and log exactly as usual (including the logged metrics) but delete nothing",
+        Flag(),
+    )
+    strict: bool = option(
+        True,
+        "a ranking metric that an evaluation does not report is a `ConfigurationError` listing the metrics present, "
+        "raised at the end of that evaluation, before any prune; `False`: a checkpoint whose rank cannot be "
+        "computed is kept (one warning)",
         Flag(),
     )
