@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from trainer_callbacks.core.markers import hookspec
 
 if TYPE_CHECKING:
-    from trainer_callbacks.core.plotting import PlotEvent
+    from trainer_callbacks.core.plotting import PlotEvent, PlotPanel
     from trainer_callbacks.core.spec import CallbackSpec
 
 
@@ -51,6 +51,18 @@ def plot_events(log_history: list[dict[str, Any]]) -> list[PlotEvent] | None:
     """Events to mark on the loss and learning-rate curves of ``trainer-callbacks plot``.
 
     ``log_history`` is ``TrainerState.log_history`` as read from ``trainer_state.json``.
+    """
+
+
+@hookspec
+def plot_panels(log_history: list[dict[str, Any]], trainer_state: dict[str, Any]) -> list[PlotPanel] | None:
+    """Panels to add to ``curves.png`` of ``trainer-callbacks plot``, below the loss, learning-rate and monitored ones.
+
+    Return ``PlotPanel(keys=("throughput/samples_per_second",), title="throughput")`` per panel
+    (``from trainer_callbacks.core import PlotPanel``); each key is a ``log_history`` key drawn
+    over the global step, and the plot events are marked on the panel too. ``trainer_state`` is the
+    whole ``trainer_state.json`` (its ``stateful_callbacks`` hold the options your callback saved);
+    declare only the arguments you use (``def plot_panels(log_history): ...`` is fine).
     """
 
 

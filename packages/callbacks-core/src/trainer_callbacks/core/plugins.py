@@ -286,14 +286,14 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     reg = registry()
     order = plugin_order()
     impls = getattr(reg.pm.hook, hook_name).get_hookimpls()
-    named: list[tuple[str, Callable[..., Any]]] = [
-        (reg.pm.get_name(impl.plugin) or "?", impl.function) for impl in impls
+    named: list[tuple[str, Callable[..., Any], tuple[str, ...]]] = [
+        (reg.pm.get_name(impl.plugin) or "?", impl.function, tuple(impl.argnames)) for impl in impls
     ]
     named.sort(key=lambda item: (order.get(item[0], DEFAULT_ORDER), item[0]))
     results: list[tuple[str, Any]] = []
-    for name, caller in named:
-        try:
-            results.append((name, caller(**kwargs)))
+    for name, caller, argnames in named:
+        try:  # like pluggy, pass an implementation only the arguments it declares
+            results.append((name, caller(**{key: value for key, value in kwargs.items() if key in argnames})))
         except Exception as exc:  # a plugin's report must not take the others down
             logger.warning("plugin %s: %s failed", name, hook_name, exc_info=True)
             results.append((name, exc))
