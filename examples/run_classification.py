@@ -11,17 +11,19 @@ Every ``TrainingArguments`` flag works as usual; the installed callbacks add the
         --earlystop_monitor eval_loss=min,eval_accuracy=max --earlystop_patience 4 \\
         --lr_factor 0.5 --lr_patience 2 --checkpoint_keep_last 2
 
-Data: the generated sentiment task of ``trainer-callbacks demo`` by default, or your own
+Data: the generated sentiment task of ``trainer-callbacks demo`` by default, or your own local
 ``--train_file`` / ``--validation_file`` (CSV with a header, JSON lines, or a JSON list of
-objects) with a text column and a label column. Model: a small BERT initialised at random, or
+objects), read as run_glue.py reads them, with ``datasets.load_dataset("csv" | "json",
+data_files=...)`` (no Hub access: ``HF_DATASETS_OFFLINE=1`` works), with a text column (``text`` or
+``sentence``, or ``--text_column``) and a label column (``label`` or ``labels``, or
+``--label_column``) of classes (whole numbers or strings). Either way the rows are a
+``datasets.Dataset`` tokenized with ``Dataset.map(batched=True)``. Model: a small BERT initialised at random, or
 any local Hugging Face model folder with ``--model_name_or_path``. Arguments may also come from
 one JSON file: ``python examples/run_classification.py args.json``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import sys
@@ -43,8 +45,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
+from trainer_callbacks.core.demo_data import LABELS, TaskConfig, accuracy, build_tokenizer, generate
+from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.hf_args import callback_dataclasses, create_callbacks
+from trainer_callbacks.core.text_data import encode_labels, read_file, rows_to_dataset, tokenize, words
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +75,12 @@ class DataTrainingArguments:
 
     train_file: str | None = field(default=None, metadata={"help": "CSV / JSON lines / JSON file of training rows."})
     validation_file: str | None = field(default=None, metadata={"help": "Same format, for evaluation."})
-    text_column: str = field(default="text", metadata={"help": "The column holding the text."})
-    label_column: str = field(default="label", metadata={"help": "The column holding the label."})
+    text_column: str | None = field(
+        default=None, metadata={"help": "The column holding the text (default: 'text' or 'sentence')."}
+    )
+    label_column: str | None = field(
+        default=None, metadata={"help": "The column holding the label (default: 'label' or 'labels')."}
+    )
     max_seq_length: int = field(default=64, metadata={"help": "Longer texts are truncated."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation rows."})
@@ -88,26 +96,8 @@ class DataTrainingArguments:
                 raise ValueError(f"{path}: use a .csv, .json or .jsonl file")
 
 
-def read_rows(path: str, text_column: str, label_column: str) -> list[tuple[str, Any]]:
-    """``(text, label)`` pairs from a CSV (header row), JSON lines or JSON list file."""
-    file = Path(path)
-    if file.suffix == ".csv":
-        with file.open(newline="") as handle:
-            records: list[dict[str, Any]] = list(csv.DictReader(handle))
-    else:
-        text = file.read_text()
-        stripped = text.lstrip()
-        records = json.loads(text) if stripped.startswith("[") else [json.loads(x) for x in text.splitlines() if x]
-    for column in (text_column, label_column):
-        if records and column not in records[0]:
-            raise ValueError(f"{path}: no column {column!r}; columns: {', '.join(records[0])}")
-    return [(str(r[text_column]), r[label_column]) for r in records]
-
-
-def load_data(
-    data_args: DataTrainingArguments, seed: int
-) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[str]]:
-    """Train rows, eval rows (labels as ids) and the label names."""
+def load_data(data_args: DataTrainingArguments, seed: int) -> tuple[Any, Any, list[str]]:
+    """Train and eval ``datasets.Dataset`` (columns ``text`` and ``label``, labels as ids) and the label names."""
     if data_args.train_file is None or data_args.validation_file is None:
         task = TaskConfig(
             train_size=data_args.generated_train_size,
@@ -115,30 +105,29 @@ def load_data(
             label_noise=data_args.generated_label_noise,
             seed=seed,
         )
-        train, evaluation = generate(task)
-        names = ["negative", "positive"]
+        train_rows, eval_rows = generate(task)
+        train, evaluation, names = rows_to_dataset(train_rows), rows_to_dataset(eval_rows), list(LABELS)
     else:
-        raw_train = read_rows(data_args.train_file, data_args.text_column, data_args.label_column)
-        raw_eval = read_rows(data_args.validation_file, data_args.text_column, data_args.label_column)
-        names = sorted({str(label) for _, label in raw_train + raw_eval})
-        ids = {name: i for i, name in enumerate(names)}
-        train = [(text, ids[str(label)]) for text, label in raw_train]
-        evaluation = [(text, ids[str(label)]) for text, label in raw_eval]
+        # load_dataset("csv" | "json", data_files=...) per file, its columns and labels checked
+        columns = {"text_column": data_args.text_column, "label_column": data_args.label_column}
+        raw_train = read_file(data_args.train_file, option="--train_file", **columns)
+        raw_eval = read_file(data_args.validation_file, option="--validation_file", **columns)
+        encoded = encode_labels([raw_train, raw_eval], f"--train_file {data_args.train_file!r}")
+        (train, evaluation), names = encoded.splits, encoded.label_names
     if data_args.max_train_samples is not None:
-        train = train[: data_args.max_train_samples]
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
     if data_args.max_eval_samples is not None:
-        evaluation = evaluation[: data_args.max_eval_samples]
+        evaluation = evaluation.select(range(min(data_args.max_eval_samples, len(evaluation))))
     return train, evaluation, names
 
 
 def load_model_and_tokenizer(
-    model_args: ModelArguments, data_args: DataTrainingArguments, rows: list[tuple[str, int]], labels: list[str]
+    model_args: ModelArguments, data_args: DataTrainingArguments, vocabulary: list[str], labels: list[str]
 ) -> tuple[Any, Any]:
     id2label = dict(enumerate(labels))
     label2id = {name: i for i, name in enumerate(labels)}
     if model_args.model_name_or_path is None:
-        words = sorted({word for text, _ in rows for word in text.split()})
-        tokenizer = build_tokenizer(model_max_length=data_args.max_seq_length, words=words)
+        tokenizer = build_tokenizer(model_max_length=data_args.max_seq_length, words=vocabulary)
         config = BertConfig(
             vocab_size=len(tokenizer),
             hidden_size=model_args.hidden_size,
@@ -163,7 +152,13 @@ def load_model_and_tokenizer(
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except ConfigurationError as exc:  # bad data or callback options: the message says what to fix
+        sys.exit(f"run_classification.py: error: {exc}")
+
+
+def run(argv: list[str]) -> dict[str, float]:
     parser = HfArgumentParser(
         (ModelArguments, DataTrainingArguments, TrainingArguments, *callback_dataclasses())  # type: ignore[arg-type]
     )
@@ -196,8 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
 
     set_seed(training_args.seed)
-    train_rows, eval_rows, labels = load_data(data_args, training_args.seed)
-    model, tokenizer = load_model_and_tokenizer(model_args, data_args, train_rows + eval_rows, labels)
+    train_data, eval_data, labels = load_data(data_args, training_args.seed)
+    vocabulary = sorted(set(words(train_data)) | set(words(eval_data)))
+    model, tokenizer = load_model_and_tokenizer(model_args, data_args, vocabulary, labels)
 
     callbacks = create_callbacks(*callback_args)
     logger.info("trainer-callbacks: %s", ", ".join(type(cb).__name__ for cb in callbacks) or "none")
@@ -205,10 +201,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=EncodedDataset(train_rows, tokenizer, data_args.max_seq_length)
-        if training_args.do_train
-        else None,
-        eval_dataset=EncodedDataset(eval_rows, tokenizer, data_args.max_seq_length) if training_args.do_eval else None,
+        train_dataset=tokenize(train_data, tokenizer, data_args.max_seq_length) if training_args.do_train else None,
+        eval_dataset=tokenize(eval_data, tokenizer, data_args.max_seq_length) if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=accuracy,
@@ -220,13 +214,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
-        train_metrics = dict(result.metrics, train_samples=len(train_rows))
+        train_metrics = dict(result.metrics, train_samples=len(train_data))
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         metrics.update(train_metrics)
     if training_args.do_eval:
-        eval_metrics = dict(trainer.evaluate(), eval_samples=len(eval_rows))
+        eval_metrics = dict(trainer.evaluate(), eval_samples=len(eval_data))
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)

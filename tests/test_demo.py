@@ -457,3 +457,67 @@ def test_replace_on_success_restores_the_previous_output_on_any_exception(tmp_pa
         (new / "checkpoint-1").mkdir()
         raise KeyboardInterrupt
     assert_previous_output_intact(out)
+
+
+def write_reviews(path: Path, count: int = 60) -> Path:
+    """A three-class JSON lines file whose label is the one sentiment word in the text."""
+    words = {"positive": "splendid", "negative": "dreary", "neutral": "average"}
+    names = sorted(words)
+    lines = [
+        json.dumps({"sentence": f"the show was {words[names[i % 3]]} again", "labels": names[i % 3]})
+        for i in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_demo_trains_on_a_users_jsonl_file(tmp_path: Path, run_cli: Any, clean_env: Any) -> None:
+    data = write_reviews(tmp_path / "reviews.jsonl")
+    out = tmp_path / "out"
+    env = clean_env(
+        TRAINER_CALLBACKS_DISABLE_AUTOLOAD="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "cache")
+    )
+    result = run_cli(
+        ["demo", "--quick", "--max-steps", "8", "--data", str(data), "--output-dir", str(out)], cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 60 rows: a fifth held out for evaluation; the classes in sorted order
+    assert "(48 train, 12 eval rows; labels negative, neutral, positive)" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    assert {"splendid", "dreary", "average", "show"} <= set(vocab)  # the built-in tokenizer learnt the file's words
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 8 and any("eval_accuracy" in e for e in state["log_history"])
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            '{"review": "good", "stars": 5}\n',
+            "no text column 'text' or 'sentence'; the file's columns are 'review', 'stars'",
+        ),
+        ("", "is empty"),
+        ('{"text": "good", "label": 0.5}\n{"text": "bad", "label": 1}\n', "row 1 has the label 0.5 (float)"),
+    ],
+)
+def test_a_bad_data_file_is_a_clear_error_and_keeps_the_previous_output(
+    tmp_path: Path,
+    content: str,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trainer_callbacks.core.cli import main
+
+    out = previous_output(tmp_path / "out")
+    (tmp_path / "data.jsonl").write_text(content)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    assert main(["demo", "--quick", "--data", "data.jsonl", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainer-callbacks: error: demo --data 'data.jsonl'") and expected in err, err
+    assert "Traceback" not in err
+    assert_previous_output_intact(out)

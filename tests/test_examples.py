@@ -140,3 +140,27 @@ def test_an_option_for_an_unselected_callback_fails_before_training(
     assert result.returncode != 0
     assert "--earlystop_patience given, but --callbacks lr leaves out earlystop" in result.stderr
     assert not (tmp_path / "out" / "trainer_state.json").exists()
+
+
+def test_json_lines_files_offline_and_a_missing_column_is_a_clear_error(tmp_path: Path, clean_env: Any) -> None:
+    """``--train_file``/``--validation_file`` go through ``load_dataset("json", data_files=...)`` with the Hub off."""
+    rows = [{"sentence": "a fine great film", "labels": 1}, {"sentence": "a dull bad film", "labels": 0}] * 8
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    env = clean_env(HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    common = ["--output_dir", str(out), "--do_train", "--do_eval", "--max_steps", "2", "--save_strategy", "no", *COMMON]
+    files = ["--train_file", "train.jsonl", "--validation_file", "validation.jsonl"]
+    result = run_script([*common, *files], tmp_path, env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "0", "1": "1"}
+    assert json.loads((out / "eval_results.json").read_text())["eval_samples"] == 4
+    (tmp_path / "validation.jsonl").write_text(json.dumps({"review": "good", "labels": 1}) + "\n")
+    common[1] = str(tmp_path / "out2")
+    result = run_script([*common, *files], tmp_path, env)
+    assert result.returncode != 0
+    assert (
+        "run_classification.py: error: --validation_file 'validation.jsonl': no text column 'text' or 'sentence'; "
+        "the file's columns are 'review', 'labels'" in result.stderr
+    ), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr

@@ -3,7 +3,10 @@
 On 2 CPU cores, with no network, in well under 90 seconds: a BERT-style classifier (random
 init from a ``BertConfig``, or any local Hugging Face model folder with ``--model``) learns the
 generated sentiment task of :mod:`trainer_callbacks.core.demo_data`, whose eval metrics improve,
-plateau and then get worse as the model memorises noisy labels. Every installed plugin is
+plateau and then get worse as the model memorises noisy labels, or a local CSV / JSON lines file
+of the user's (``--data FILE``: a ``text`` or ``sentence`` column and a ``label`` or ``labels``
+column; a fifth of the rows, at least one, is held out for evaluation). Either way the data is a
+``datasets.Dataset`` tokenized with ``Dataset.map(batched=True)`` (:mod:`.text_data`). Every installed plugin is
 enabled through :func:`~trainer_callbacks.core.create_all` (with the ``demo_options`` its
 ``CallbackSpec`` declares, else its defaults) or from ``--config FILE.toml``.
 The run reports to TensorBoard and MLflow (local stores in the output folder), draws the PNG
@@ -26,7 +29,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -223,8 +226,18 @@ def available_trackers(notes: list[str]) -> list[str]:
 
 
 # ---- model and data -----------------------------------------------------------------------
-def build_model_and_tokenizer(model_path: str | None, size: DemoSize, notes: list[str]) -> tuple[Any, Any]:
-    """A random-init tiny BERT and the task's tokenizer, or ``model_path``'s model and tokenizer."""
+def build_model_and_tokenizer(
+    model_path: str | None,
+    size: DemoSize,
+    notes: list[str],
+    labels: Sequence[str] | None = None,
+    words: Sequence[str] | None = None,
+) -> tuple[Any, Any]:
+    """A random-init tiny BERT and the task's tokenizer, or ``model_path``'s model and tokenizer.
+
+    ``labels``: the class names (default: the generated task's); ``words``: the vocabulary of the
+    built-in word-level tokenizer (default: the generated task's words).
+    """
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -232,14 +245,15 @@ def build_model_and_tokenizer(model_path: str | None, size: DemoSize, notes: lis
         BertForSequenceClassification,
     )
 
-    from trainer_callbacks.core.demo_data import LABELS, build_tokenizer, vocabulary
+    from trainer_callbacks.core.demo_data import LABELS, build_tokenizer
 
-    id2label = dict(enumerate(LABELS))
-    label2id = {name: i for i, name in enumerate(LABELS)}
+    names = list(LABELS if labels is None else labels)
+    id2label = dict(enumerate(names))
+    label2id = {name: i for i, name in enumerate(names)}
     if model_path is None:
-        tokenizer = build_tokenizer(size.task, model_max_length=size.max_length)
+        tokenizer = build_tokenizer(size.task, model_max_length=size.max_length, words=words)
         config = BertConfig(
-            vocab_size=len(vocabulary(size.task)),
+            vocab_size=len(tokenizer),
             hidden_size=size.hidden_size,
             num_hidden_layers=size.layers,
             num_attention_heads=size.heads,
@@ -253,7 +267,7 @@ def build_model_and_tokenizer(model_path: str | None, size: DemoSize, notes: lis
     path = check_model_path(model_path)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(path), num_labels=len(LABELS), ignore_mismatched_sizes=True, id2label=id2label, label2id=label2id
+            str(path), num_labels=len(names), ignore_mismatched_sizes=True, id2label=id2label, label2id=label2id
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(
@@ -264,13 +278,13 @@ def build_model_and_tokenizer(model_path: str | None, size: DemoSize, notes: lis
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, TypeError):
         vocab_size = getattr(model.config, "vocab_size", 0)
-        if vocab_size < len(vocabulary(size.task)):
+        tokenizer = build_tokenizer(size.task, model_max_length=size.max_length, words=words)
+        if vocab_size < len(tokenizer):
             raise ConfigurationError(
                 f"demo --model {model_path!r}: no tokenizer in that folder, and the model's vocab_size "
                 f"({vocab_size}) is too small for the demo's own tokenizer; save one with tokenizer.save_pretrained"
             ) from None
         notes.append(f"note: no tokenizer in {model_path}; using the demo's word-level tokenizer")
-        tokenizer = build_tokenizer(size.task, model_max_length=size.max_length)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -337,11 +351,15 @@ def run(
     *,
     config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
     model: str | None = None,
+    data: str | os.PathLike[str] | None = None,
     max_steps: int | None = None,
     quick: bool = False,
     stream: TextIO | None = None,
 ) -> Any:
-    """Train, plot and summarise; returns the :class:`~trainer_callbacks.core.summary.RunSummary`."""
+    """Train, plot and summarise; returns the :class:`~trainer_callbacks.core.summary.RunSummary`.
+
+    ``data``: a local ``.csv`` / ``.json`` / ``.jsonl`` file to train on instead of the generated task.
+    """
     stream = stream or sys.stdout
     size = QUICK if quick else FULL
     # Every input is checked before anything is written or moved.
@@ -351,18 +369,63 @@ def run(
     if model is not None:
         check_model_path(model)
     notes: list[str] = []
+    task = demo_task(size, data)  # the user's file is read and checked here, before anything is written
     callback_config = default_config(notes) if config is None else config
 
     from trainer_callbacks.core.factory import create_all, load_config
 
     tables = load_config(callback_config)
     callbacks = create_all(tables)
-    model_and_tokenizer = _model_and_tokenizer(model, size, notes)  # read before the old output moves
+    model_and_tokenizer = _model_and_tokenizer(model, size, notes, task)  # read before the old output moves
     with replace_on_success(out):
-        return _train_and_summarize(out, size, tables, callbacks, model_and_tokenizer, max_steps, notes, stream)
+        return _train_and_summarize(out, size, tables, callbacks, model_and_tokenizer, task, max_steps, notes, stream)
 
 
-def _model_and_tokenizer(model_path: str | None, size: DemoSize, notes: list[str]) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class DemoTask:
+    """What the demo trains on: ``datasets.Dataset`` splits with ``text`` and ``label`` columns."""
+
+    train: Any
+    eval: Any
+    label_names: list[str]
+    source: str
+    words: list[str] | None = None
+    """The built-in tokenizer's vocabulary for a user's file (``None``: the generated task's)."""
+
+
+def demo_task(size: DemoSize, data: str | os.PathLike[str] | None) -> DemoTask:
+    """The generated task, or ``data``'s rows split 80/20 (at least one eval row; seed 0)."""
+    from trainer_callbacks.core import text_data
+
+    datasets = text_data.import_datasets()
+    datasets.disable_progress_bars()  # a "Map" bar per split would bury the demo's own output
+    if data is None:
+        from trainer_callbacks.core.demo_data import LABELS, generate
+
+        train_rows, eval_rows = generate(size.task)
+        return DemoTask(
+            text_data.rows_to_dataset(train_rows),
+            text_data.rows_to_dataset(eval_rows),
+            list(LABELS),
+            f"the generated sentiment task ({len(train_rows)} train, {len(eval_rows)} eval rows)",
+        )
+    loaded = text_data.load_labelled_file(data, option="demo --data")
+    rows = loaded.splits[0]
+    if len(rows) < 2:
+        raise ConfigurationError(
+            f"demo --data {str(data)!r} has {len(rows)} row; it needs at least two (one to train, one to evaluate)"
+        )
+    split = rows.train_test_split(test_size=max(1, len(rows) // 5), seed=0)
+    return DemoTask(
+        split["train"],
+        split["test"],
+        loaded.label_names,
+        f"{data} ({len(split['train'])} train, {len(split['test'])} eval rows; labels {', '.join(loaded.label_names)})",
+        text_data.words(rows),
+    )
+
+
+def _model_and_tokenizer(model_path: str | None, size: DemoSize, notes: list[str], task: DemoTask) -> tuple[Any, Any]:
     import transformers
 
     transformers.logging.set_verbosity_warning()
@@ -374,7 +437,7 @@ def _model_and_tokenizer(model_path: str | None, size: DemoSize, notes: list[str
 
         torch.set_num_threads(1)
     transformers.set_seed(0)
-    return build_model_and_tokenizer(model_path, size, notes)
+    return build_model_and_tokenizer(model_path, size, notes, labels=task.label_names, words=task.words)
 
 
 def _train_and_summarize(
@@ -383,6 +446,7 @@ def _train_and_summarize(
     tables: Mapping[str, Any],
     callbacks: list[Any],
     model_and_tokenizer: tuple[Any, Any],
+    task: DemoTask,
     max_steps: int | None,
     notes: list[str],
     stream: TextIO,
@@ -395,7 +459,8 @@ def _train_and_summarize(
         + f"; reporting to {', '.join(report_to) or 'nothing'}; output in {out}",
         file=stream,
     )
-    trainer = _build_trainer(out, size, model_and_tokenizer, max_steps or size.max_steps, report_to, callbacks)
+    print(f"trainer-callbacks demo: data {task.source}", file=stream)
+    trainer = _build_trainer(out, size, model_and_tokenizer, task, max_steps or size.max_steps, report_to, callbacks)
     try:
         trainer.train()
     except BaseException:
@@ -435,6 +500,7 @@ def _build_trainer(
     out: Path,
     size: DemoSize,
     model_and_tokenizer: tuple[Any, Any],
+    task: DemoTask,
     max_steps: int,
     report_to: list[str],
     callbacks: list[Any],
@@ -442,15 +508,15 @@ def _build_trainer(
     from transformers import DataCollatorWithPadding, Trainer
     from transformers.trainer_callback import ProgressCallback
 
-    from trainer_callbacks.core.demo_data import EncodedDataset, accuracy, generate
+    from trainer_callbacks.core.demo_data import accuracy
+    from trainer_callbacks.core.text_data import tokenize
 
     model, tokenizer = model_and_tokenizer
-    train_rows, eval_rows = generate(size.task)
     trainer = Trainer(
         model=model,
         args=training_arguments(out, size, max_steps, report_to),
-        train_dataset=EncodedDataset(train_rows, tokenizer, size.max_length),
-        eval_dataset=EncodedDataset(eval_rows, tokenizer, size.max_length),
+        train_dataset=tokenize(task.train, tokenizer, size.max_length),
+        eval_dataset=tokenize(task.eval, tokenizer, size.max_length),
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=accuracy,
@@ -507,6 +573,7 @@ def main(args: argparse.Namespace) -> int:
         args.output_dir,
         config=args.config,
         model=args.model,
+        data=getattr(args, "data", None),
         max_steps=args.max_steps,
         quick=args.quick,
     )
