@@ -67,7 +67,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "src/trainer_callbacks/lossspike/py.typed",
         "src/trainer_callbacks/lossspike/callback.py",
         "src/trainer_callbacks/lossspike/plugin.py",
+        "src/trainer_callbacks/lossspike/throughput.py",
         "tests/test_lossspike.py",
+        "tests/test_throughput.py",
     }
     assert not (tutorial / "src" / "trainer_callbacks" / "__init__.py").exists()
     template = copy_template("tmplprobe", root)
@@ -96,6 +98,21 @@ def test_list_and_show_find_the_new_plugins(built: dict[str, Path]) -> None:
     for option in ("factor: float = 2.0", "smoothing: float = 0.1", "stop_after: int | None = None"):
         assert option in shown.stdout
     assert "stop training at this many spikes" in shown.stdout  # the Args: docs reached the CLI
+    assert rows["lossspike"][4:6] == ["lossspike,", "throughput"]  # the wall-clock section's second callback
+
+
+@pytest.mark.parametrize("module", ["trainer_callbacks.lossspike.plugin", "trainer_callbacks.tmplprobe.plugin"])
+def test_loading_the_entry_point_imports_neither_torch_nor_transformers(built: dict[str, Path], module: str) -> None:
+    """The tutorial's and the template's __init__.py are lazy: the entry point stays light."""
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [str(built["venv"] / "bin" / "python"), "-c", code], capture_output=True, text=True, env=env(), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("project", ["tutorial", "template"])
@@ -110,7 +127,7 @@ def test_the_plugin_test_suite_passes_in_the_venv(built: dict[str, Path], projec
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", result.stdout)[1])  # type: ignore[index]
-    assert passed >= 12  # the conformance kit: 6 checks x 2 configurations, plus behaviour tests
+    assert passed >= 14  # the conformance kit: 7 checks x 2 configurations, plus behaviour tests
     assert "failed" not in result.stdout
 
 

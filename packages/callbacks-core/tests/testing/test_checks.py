@@ -173,6 +173,7 @@ def test_checks_yields_every_check_by_name() -> None:
         "check_unrelated_metrics",
         "check_side_effects_only_on_main_process",
         "check_deepcopy_and_pickle",
+        "check_entry_point_is_light",
     ]
 
 
@@ -241,7 +242,7 @@ def test_pytest_plugin_option_adds_one_test_per_check(
     )
     out = capsys.readouterr().out
     assert code == pytest.ExitCode.TESTS_FAILED, out
-    assert "11 passed" in out and "1 failed" in out, out
+    assert "13 passed" in out and "1 failed" in out, out
     assert "Leaky()-check_side_effects_only_on_main_process" in out
     assert "Guard file writes" in out
 
@@ -258,3 +259,244 @@ class StrictOnOwnMetric(PatienceStop):
 def test_a_strict_callback_may_require_the_metric_its_options_name() -> None:
     # metric_for_best_model stays eval_loss; the monitored metric is another one, named in the options.
     check_callback(functools.partial(StrictOnOwnMetric, monitor="eval_accuracy"))
+
+
+class WallClockRate(PluginCallback):
+    """Reports the steps per second of the last step at every log: correct, but never the same twice."""
+
+    clock = staticmethod(__import__("time").perf_counter)  # the injectable clock
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def reset(self) -> None:
+        self.began = 0.0
+        self.last: float | None = None
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.began = self.clock()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.last = self.clock() - self.began
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if self.last is not None and "loss" in (logs or {}):
+            self.report(args, state, {"speed/steps_per_s": 1.0 / self.last if self.last > 0 else 0.0})
+
+
+class Jittery(WallClockRate):
+    """As if the wall clock ran at another speed in every run: the exact comparison must fail."""
+
+    runs = 0
+
+    def reset(self) -> None:
+        super().reset()
+        type(self).runs += 1
+        from trainer_callbacks.core.testing import FakeClock
+
+        self.clock = FakeClock(tick=1.0 / (1.0 + type(self).runs))  # type: ignore[method-assign]
+
+
+class TaggedJittery(Jittery):
+    non_deterministic_keys = ("speed/*",)
+
+
+class JitteryWithNaN(TaggedJittery):
+    """Tagged, but a reused instance reports NaN (a leftover of its first run): presence and finiteness differ."""
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_train_end(args, state, control, **kwargs)
+        self.used = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if getattr(self, "used", False) and "loss" in (logs or {}):
+            self.report(args, state, {"speed/steps_per_s": float("nan")})
+        else:
+            super().on_log(args, state, control, logs=logs, **kwargs)
+
+
+def _wall_clock_failures(factory: Any, **options: Any) -> list[str]:
+    failed = []
+    for name, fn in checks(factory, **options):
+        if name in ("check_state_round_trip", "check_reuse_across_train_calls", "check_deepcopy_and_pickle"):
+            try:
+                fn()
+            except AssertionError:
+                failed.append(name)
+    return failed
+
+
+def test_wall_clock_values_fail_exact_checks_unless_declared() -> None:
+    """Untagged, values that change with the clock fail the reuse/resume checks; declared, they pass."""
+    assert "check_reuse_across_train_calls" in _wall_clock_failures(Jittery)
+    assert "check_state_round_trip" in _wall_clock_failures(Jittery)
+    assert _wall_clock_failures(TaggedJittery) == []  # the class tag
+    assert _wall_clock_failures(Jittery, non_deterministic_keys=["speed/steps_*"]) == []  # per call
+    assert _wall_clock_failures(Jittery, non_deterministic_keys=["other/*"]) != []  # only matching keys are loose
+    # presence/finiteness is still compared: a NaN where a finite number was is caught
+    assert "check_reuse_across_train_calls" in _wall_clock_failures(JitteryWithNaN)
+
+
+def test_non_deterministic_keys_must_be_strings() -> None:
+    with pytest.raises(TypeError, match="must be a tuple of keys or fnmatch patterns"):
+        list(checks(PatienceStop, non_deterministic_keys="speed/*"))
+    with pytest.raises(TypeError, match="must hold non-empty strings"):
+        list(checks(PatienceStop, non_deterministic_keys=[3]))
+
+
+def test_a_fake_clock_makes_wall_clock_values_exact() -> None:
+    from trainer_callbacks.core.testing import FakeClock, simulate
+
+    def with_clock() -> WallClockRate:
+        callback = WallClockRate()
+        callback.clock = FakeClock(tick=0.5)  # type: ignore[method-assign]
+        return callback
+
+    check_callback(with_clock)  # exact comparisons, no tag needed
+    from transformers import TrainingArguments
+
+    args = TrainingArguments("unused", max_steps=4, logging_steps=2, report_to="none", use_cpu=True)
+    run = simulate(args, [with_clock()], train_dataset_len=64)
+    # each clock read is 0.5 s after the previous one: every step takes 0.5 s, 2 steps per second
+    rates = [e["speed/steps_per_s"] for e in run.state.log_history if "speed/steps_per_s" in e]
+    assert rates == [2.0, 2.0]
+
+
+def test_entry_point_check_finds_a_heavy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer_callbacks.core.testing import check_plugin_module_is_light
+
+    package = tmp_path / "heavyplug"
+    package.mkdir()
+    (package / "__init__.py").write_text("from heavyplug.callback import Thing  # eager: imports torch\n")
+    (package / "callback.py").write_text("import torch\n\nThing = torch.nn.Module\n")
+    (package / "plugin.py").write_text("def register_callbacks(register):\n    pass\n")
+    light = tmp_path / "lightplug"
+    light.mkdir()
+    (light / "__init__.py").write_text("")
+    (light / "plugin.py").write_text("def register_callbacks(register):\n    pass\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(AssertionError, match=r"'heavyplug.plugin' imports torch.*lazy"):
+        check_plugin_module_is_light("heavyplug.plugin")
+    check_plugin_module_is_light("lightplug.plugin")
+    with pytest.raises(AssertionError, match=r"importing the plugin module 'nosuchplug\.plugin' failed"):
+        check_plugin_module_is_light("nosuchplug.plugin")
+
+
+def test_entry_point_modules_of_the_first_party_callbacks() -> None:
+    from trainer_callbacks.core.testing.conformance import entry_point_modules
+
+    installed = entry_point_modules("trainer_callbacks.earlystop.callback")
+    if not installed:
+        pytest.skip("earlystop is not installed")
+    assert installed == ["trainer_callbacks.earlystop.plugin"]
+    assert entry_point_modules("some_test_module") == []
+
+
+def test_pytest_option_takes_arguments_expected_failures_and_check_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "third_party_args.py").write_text(
+        textwrap.dedent(
+            """
+        import time
+
+        from trainer_callbacks.core.callback import PluginCallback
+
+        EVALS = [{"eval_loss": 1.0 - 0.01 * i} for i in range(40)]
+
+
+        class Counts(PluginCallback):
+            \"\"\"Counts logs across train() calls on purpose: it never resets.\"\"\"
+
+            def __init__(self, start: int = 0) -> None:
+                self.start = start
+                self.count = start
+                super().__init__(start=start)
+
+            def state_dict(self):
+                return {"count": self.count}
+
+            def load_state_dict(self, state):
+                self.count = state["count"]
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                self.count += 1
+                self.report(args, state, {"counts/n": self.count})
+
+
+        class Timer(PluginCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                self.report(args, state, {"speed/now": time.perf_counter()})
+        """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    argv = [
+        "-q",
+        "-rxX",
+        "-p",
+        "no:cacheprovider",
+        "--trainer-callbacks-check=third_party_args:Counts(start=5)",
+        "--trainer-callbacks-check=third_party_args:Timer",
+        "--trainer-callbacks-check-option=metrics=third_party_args:EVALS",
+        "--trainer-callbacks-check-option=args={'eval_steps': 4, 'save_steps': 4}",
+    ]
+    # without the expected failure and the declared keys, Counts' reuse and Timer's exact comparisons fail
+    assert pytest.main(argv) == pytest.ExitCode.TESTS_FAILED
+    out = capsys.readouterr().out
+    assert "Counts(start=5)-check_reuse_across_train_calls" in out and "Timer()-check_reuse_across_train_calls" in out
+    code = pytest.main(
+        [
+            *argv,
+            "--trainer-callbacks-xfail=check_reuse_across_train_calls=keeps its history on purpose",
+            "--trainer-callbacks-check-option=non_deterministic_keys=['speed/*']",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == pytest.ExitCode.OK, out
+    # 7 checks x 2 callbacks; the expected failure applies to both: Counts fails it, Timer passes it anyway
+    assert "12 passed, 1 xfailed, 1 xpassed" in out, out
+    assert "Counts(start=5)-check_reuse_across_train_calls" in out and "keeps its history on purpose" in out
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            "--trainer-callbacks-xfail=check_nonsense=why",
+            "no check 'check_nonsense'; the checks are check_state_is_json",
+        ),
+        ("--trainer-callbacks-check-option=args", "write it as KEY=VALUE"),
+        ("--trainer-callbacks-check-option=metrics=not a literal", "a Python literal or a package.module:attribute"),
+    ],
+)
+def test_pytest_option_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], option: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "cbmod.py").write_text(
+        "from transformers import TrainerCallback\n\nclass Harmless(TrainerCallback):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "--trainer-callbacks-check=cbmod:Harmless", option])
+    captured = capsys.readouterr()
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert message in captured.err + captured.out
+
+
+def test_pytest_option_constructor_arguments_must_be_literal_keywords(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "cbmod2.py").write_text(
+        "from transformers import TrainerCallback\n\nclass H(TrainerCallback):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "--trainer-callbacks-check=cbmod2:H(3)"])
+    captured = capsys.readouterr()
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert "keywords with Python literal values" in captured.err + captured.out

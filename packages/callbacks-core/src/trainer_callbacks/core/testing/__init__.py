@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from trainer_callbacks.core.testing.checkpoints import SavedCheckpoint
     from trainer_callbacks.core.testing.conformance import (
         CallbackCheckError,
+        FakeClock,
         check_callback,
+        check_plugin_module_is_light,
         checks,
         parametrize_with_checks,
     )
@@ -42,6 +44,7 @@ __all__ = [
     "CallbackCheckError",
     "CountingCallback",
     "Event",
+    "FakeClock",
     "RecordingCallback",
     "SavedCheckpoint",
     "Simulation",
@@ -50,6 +53,7 @@ __all__ = [
     "as_process",
     "build_tiny_trainer",
     "check_callback",
+    "check_plugin_module_is_light",
     "checks",
     "local_mlflow_env",
     "log_keys",
@@ -65,6 +69,8 @@ __all__ = [
 _LAZY = {
     "CallbackCheckError": "conformance",
     "check_callback": "conformance",
+    "check_plugin_module_is_light": "conformance",
+    "FakeClock": "conformance",
     "checks": "conformance",
     "parametrize_with_checks": "conformance",
     "Event": "recording",

@@ -16,17 +16,31 @@ The checks run the callback in :func:`~.simulator.simulate`, so they take millis
 The checks (each docstring says what it asserts and how to fix a failure):
 ``check_state_is_json``, ``check_state_round_trip``, ``check_reuse_across_train_calls``,
 ``check_unrelated_metrics``, ``check_side_effects_only_on_main_process``,
-``check_deepcopy_and_pickle``.
+``check_deepcopy_and_pickle``, ``check_entry_point_is_light``.
+
+**Values that depend on the wall clock** (samples per second, step time) differ between any two
+runs, so the checks cannot compare them exactly. Declare them, like scikit-learn's estimator
+tags, as a class attribute of the callback, ``non_deterministic_keys = ("throughput/*",)``, or
+per call, ``check_callback(..., non_deterministic_keys=[...])`` (also
+``parametrize_with_checks``, ``checks`` and ``--trainer-callbacks-check-option``). Each entry is
+a key or an ``fnmatch`` pattern; a matching key, wherever it appears (reported scalars, event
+payloads, ``state()``), is compared by presence and by whether its value is a finite number,
+not by value. A callback that reads the time through an injectable clock (see
+:class:`FakeClock`) can instead be checked exactly, with a fake clock in its factory.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import functools
 import json
+import math
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +70,45 @@ class CallbackCheckError(AssertionError):
     """One or more conformance checks failed; the message lists each with what to fix."""
 
 
+TAG = "non_deterministic_keys"
+"""The class attribute (a tuple of keys or ``fnmatch`` patterns) declaring wall-clock-dependent values."""
+
+
+def declared_non_deterministic_keys(callback: Any, extra: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The callback's declared ``non_deterministic_keys`` (class tag) plus ``extra``, checked to be strings."""
+    declared = getattr(type(callback) if not isinstance(callback, type) else callback, TAG, ())
+    keys: list[str] = []
+    for source, values in ((f"{TAG} of {type(callback).__name__}", declared), (f"{TAG}=", extra or ())):
+        if isinstance(values, str) or not isinstance(values, Iterable):
+            raise TypeError(f"{source} must be a tuple of keys or fnmatch patterns, got {values!r}")
+        for value in values:
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{source} must hold non-empty strings, got {value!r}")
+            keys.append(value)
+    return tuple(dict.fromkeys(keys))
+
+
+class FakeClock:
+    """A clock for tests: each call returns the previous time plus ``tick`` seconds (from ``start``).
+
+    The injectable-clock pattern: the callback reads the time through an attribute,
+    ``clock = staticmethod(time.perf_counter)`` on the class, and a test replaces it on the
+    instance, ``callback.clock = FakeClock(tick=0.5)``, so wall-clock values become exact and can
+    be asserted. It deep-copies and pickles (the conformance kit copies callbacks).
+    """
+
+    def __init__(self, tick: float = 1.0, start: float = 0.0) -> None:
+        self.tick = float(tick)
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def __repr__(self) -> str:
+        return f"FakeClock(tick={self.tick}, now={self.now})"
+
+
 @dataclass
 class CheckSetup:
     """How the checks run the callback: arguments, metrics and epoch size (see :func:`check_callback`)."""
@@ -64,6 +117,19 @@ class CheckSetup:
     metrics: MetricsSource = None
     train_dataset_len: int = 64
     simulate_options: dict[str, Any] = field(default_factory=dict)
+    non_deterministic_keys: tuple[str, ...] = ()
+    """Keys compared by presence and finiteness only (see the module documentation)."""
+
+    def loose(self, key: Any) -> bool:
+        return isinstance(key, str) and any(fnmatch.fnmatchcase(key, p) for p in self.non_deterministic_keys)
+
+    def value(self, key: Any, value: Any) -> Any:
+        """``value`` as the checks compare it: a declared non-deterministic key by kind only."""
+        if not self.loose(key):
+            return _norm(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return "<finite number>" if math.isfinite(value) else "<non-finite number>"
+        return f"<{type(value).__name__}>"
 
     def training_args(self, output_dir: str, **overrides: Any) -> TrainingArguments:
         kw: dict[str, Any] = dict(
@@ -143,7 +209,10 @@ def _callback_scalars(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in _TRAINER_KEYS and not k.startswith(("eval_", "train_"))}
 
 
-def _behaviour(events: Iterable[Event]) -> list[tuple[Any, ...]]:
+_EXACT = CheckSetup()
+
+
+def _behaviour(events: Iterable[Event], setup: CheckSetup = _EXACT) -> list[tuple[Any, ...]]:
     """What a callback decides, as seen in the event stream: the events, steps and the values callbacks log."""
     out: list[tuple[Any, ...]] = []
     for e in events:
@@ -152,7 +221,7 @@ def _behaviour(events: Iterable[Event]) -> list[tuple[Any, ...]]:
             row += (
                 tuple(
                     sorted(
-                        (k, _norm(v))
+                        (k, setup.value(k, v))
                         for k, v in e.payload.items()
                         if not k.endswith(WALL_CLOCK_SUFFIXES) and k not in ("loss", "train_loss")
                     )
@@ -162,9 +231,9 @@ def _behaviour(events: Iterable[Event]) -> list[tuple[Any, ...]]:
     return out
 
 
-def _scalars(sim: Simulation) -> list[tuple[Any, ...]]:
+def _scalars(sim: Simulation, setup: CheckSetup = _EXACT) -> list[tuple[Any, ...]]:
     return [
-        (e.get("step"), tuple(sorted((k, _norm(v)) for k, v in _callback_scalars(e).items())))
+        (e.get("step"), tuple(sorted((k, setup.value(k, v)) for k, v in _callback_scalars(e).items())))
         for e in sim.state.log_history
         if _callback_scalars(e)
     ]
@@ -256,11 +325,11 @@ def check_state_is_json(factory: Factory, setup: CheckSetup) -> None:
                 )
 
 
-def _norm_tree(value: Any) -> Any:
+def _norm_tree(value: Any, setup: CheckSetup = _EXACT) -> Any:
     if isinstance(value, dict):
-        return {k: _norm_tree(v) for k, v in value.items()}
+        return {k: setup.value(k, v) if setup.loose(k) else _norm_tree(v, setup) for k, v in value.items()}
     if isinstance(value, list):
-        return [_norm_tree(v) for v in value]
+        return [_norm_tree(v, setup) for v in value]
     return _norm(value)
 
 
@@ -290,24 +359,24 @@ def check_state_round_trip(factory: Factory, setup: CheckSetup) -> None:
                 resumed = setup.run(
                     [factory()], out, resume_from_checkpoint=saved, restore_callback_states_from_checkpoint=restore
                 )
-                expected = _behaviour(_tail(full.events, saved.global_step))
-                got = _behaviour(_tail(resumed.events, saved.global_step))
+                expected = _behaviour(_tail(full.events, saved.global_step), setup)
+                got = _behaviour(_tail(resumed.events, saved.global_step), setup)
                 where = f"resumed from {saved.name} (restore_callback_states_from_checkpoint={restore})"
                 if expected != got:
                     raise AssertionError(
                         f"{where}, the run went differently: {_first_difference(expected, got)}. "
                         "Save every attribute that affects later decisions in state()"
                     )
-                after = [s for s in _scalars(full) if s[0] is not None and s[0] > saved.global_step]
-                after_resumed = [s for s in _scalars(resumed) if s[0] is not None and s[0] > saved.global_step]
+                after = [s for s in _scalars(full, setup) if s[0] is not None and s[0] > saved.global_step]
+                after_resumed = [s for s in _scalars(resumed, setup) if s[0] is not None and s[0] > saved.global_step]
                 if after != after_resumed:
                     raise AssertionError(
                         f"{where}, the scalars it reported differ: {_first_difference(after, after_resumed)}"
                     )
                 if isinstance(final, ExportableState):
                     mine = _find(resumed, type(probe))
-                    if _norm_tree(json.loads(json.dumps(mine.state()))) != _norm_tree(
-                        json.loads(json.dumps(final.state()))
+                    if _norm_tree(json.loads(json.dumps(mine.state())), setup) != _norm_tree(
+                        json.loads(json.dumps(final.state())), setup
                     ):
                         raise AssertionError(f"{where}, its final state() differs: {mine.state()} != {final.state()}")
 
@@ -324,17 +393,17 @@ def check_reuse_across_train_calls(factory: Factory, setup: CheckSetup) -> None:
         setup.run([first], out, save_strategy="no")
         again = setup.run([first], out, save_strategy="no")
         fresh = setup.run([factory()], out, save_strategy="no")
-        expected, got = _behaviour(fresh.events), _behaviour(again.events)
+        expected, got = _behaviour(fresh.events, setup), _behaviour(again.events, setup)
         if expected != got:
             raise AssertionError(
                 f"a second train() with the same instance differs from a fresh instance's run: "
                 f"{_first_difference(expected, got)}. Reset per-run state at on_train_begin "
                 "(PluginCallback: reset())"
             )
-        if _scalars(again) != _scalars(fresh):
+        if _scalars(again, setup) != _scalars(fresh, setup):
             raise AssertionError(
                 "a second train() with the same instance reports other scalars than a fresh "
-                f"instance: {_first_difference(_scalars(fresh), _scalars(again))}. Reset per-run "
+                f"instance: {_first_difference(_scalars(fresh, setup), _scalars(again, setup))}. Reset per-run "
                 "state at on_train_begin (PluginCallback: reset())"
             )
 
@@ -372,11 +441,9 @@ def check_unrelated_metrics(factory: Factory, setup: CheckSetup) -> None:
         def strip(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             return [(*r[:2], *(tuple(kv for kv in p if kv[0] not in added) for p in r[2:3])) for r in rows]
 
-        if strip(_behaviour(widened.events)) != strip(_behaviour(base.events)):
-            raise AssertionError(
-                "extra unrelated metrics changed its decisions: "
-                f"{_first_difference(strip(_behaviour(base.events)), strip(_behaviour(widened.events)))}"
-            )
+        before, after = strip(_behaviour(base.events, setup)), strip(_behaviour(widened.events, setup))
+        if before != after:
+            raise AssertionError(f"extra unrelated metrics changed its decisions: {_first_difference(before, after)}")
         # Related metrics: metric_for_best_model and every metric the callback's own options name
         # (a strict callback may rightly refuse to run without a metric it was told to monitor).
         named_in_options = json.dumps(_exported_args(factory()), sort_keys=True)
@@ -445,15 +512,92 @@ def check_deepcopy_and_pickle(factory: Factory, setup: CheckSetup) -> None:
                     f"copying it {moment} failed: {type(exc).__name__}: {exc}. Do not keep the "
                     "Trainer, locks, open files, writers or lambdas as attributes"
                 ) from None
-            reference = _behaviour(setup.run([cb], out, save_strategy="no").events)
+            reference = _behaviour(setup.run([cb], out, save_strategy="no").events, setup)
             for how, clone in copies.items():
-                got = _behaviour(setup.run([clone], out, save_strategy="no").events)
+                got = _behaviour(setup.run([clone], out, save_strategy="no").events, setup)
                 if got != reference:
                     raise AssertionError(
                         f"a {how} made {moment} behaves differently from the original: "
                         f"{_first_difference(reference, got)}. Copy every attribute that "
                         "matters (check __getstate__/__setstate__/__deepcopy__)"
                     )
+
+
+HEAVY_MODULES = ("torch", "transformers")
+
+_PROBE = """
+import importlib, json, sys
+module = importlib.import_module(sys.argv[1])
+specs = []
+register = getattr(module, "register_callbacks", None)
+if callable(register):
+    register(specs.append)
+print(json.dumps(sorted(m for m in sys.argv[2:] if m in sys.modules)))
+"""
+
+
+@functools.cache
+def heavy_imports_of(module: str) -> tuple[str, ...]:
+    """Which of :data:`HEAVY_MODULES` a fresh interpreter has imported after importing ``module`` and
+    calling its ``register_callbacks`` (what ``trainer-callbacks list`` does). Raises ``AssertionError``
+    if that fails."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, module, *HEAVY_MODULES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TRAINER_CALLBACKS_DISABLE_AUTOLOAD": "1"},
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"importing the plugin module {module!r} failed: {result.stderr.strip()[-1500:]}")
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def entry_point_modules(callback_module: str) -> list[str]:
+    """The ``trainer_callbacks`` entry points (module names) of the package ``callback_module`` belongs to.
+
+    A callback in ``trainer_callbacks.lossspike.callback`` belongs to the entry points whose module
+    is in ``trainer_callbacks.lossspike``; elsewhere, to those sharing its top-level package.
+    """
+    from importlib import metadata
+
+    parts = callback_module.split(".")
+    package = ".".join(parts[:2]) if parts[0] == "trainer_callbacks" else parts[0]
+    found = []
+    for ep in metadata.entry_points(group="trainer_callbacks"):
+        module = ep.value.split(":", 1)[0].strip()
+        if module == package or module.startswith(package + "."):
+            found.append(module)
+    return sorted(set(found))
+
+
+def check_entry_point_is_light(factory: Factory, setup: CheckSetup) -> None:
+    """Importing the plugin's entry point (and calling its ``register_callbacks``) imports no torch/transformers.
+
+    ``trainer-callbacks list``, ``show`` and the discovery of every other plugin import that
+    module (and so the package's ``__init__.py``): one torch import there costs every user seconds
+    on every command. The module is found from the installed ``trainer_callbacks`` entry points of
+    the callback's package; a callback no entry point belongs to passes (nothing to check); run it
+    on a module directly with :func:`check_plugin_module_is_light`. Fix: make the package's
+    ``__init__.py`` lazy (a module ``__getattr__`` that imports the callback module on first
+    access, as the first-party packages and ``docs/_template`` do) and give ``CallbackSpec`` the
+    factory as a ``"module:Class"`` string.
+    """
+    cls = type(factory())
+    for module in entry_point_modules(cls.__module__):
+        check_plugin_module_is_light(module)
+
+
+def check_plugin_module_is_light(module: str) -> None:
+    """``AssertionError`` if importing ``module`` (a plugin entry point) imports torch or transformers."""
+    heavy = heavy_imports_of(module)
+    if heavy:
+        raise AssertionError(
+            f"importing the plugin entry point {module!r} imports {' and '.join(heavy)}, which makes "
+            "`trainer-callbacks list` and every plugin discovery take seconds. Make the package __init__.py "
+            "lazy (import the callback module in a module-level __getattr__) and name the factory as a "
+            "'module:Class' string in CallbackSpec"
+        )
 
 
 ALL_CHECKS: dict[str, Callable[[Factory, CheckSetup], None]] = {
@@ -463,6 +607,7 @@ ALL_CHECKS: dict[str, Callable[[Factory, CheckSetup], None]] = {
     "check_unrelated_metrics": check_unrelated_metrics,
     "check_side_effects_only_on_main_process": check_side_effects_only_on_main_process,
     "check_deepcopy_and_pickle": check_deepcopy_and_pickle,
+    "check_entry_point_is_light": check_entry_point_is_light,
 }
 
 
@@ -475,13 +620,16 @@ def checks(
     args: Mapping[str, Any] | None = None,
     metrics: MetricsSource = None,
     train_dataset_len: int = 64,
+    non_deterministic_keys: Iterable[str] | None = None,
     **simulate_options: Any,
 ) -> Iterator[tuple[str, Callable[[], None]]]:
     """Yield ``(check_name, check_fn)`` for every check; ``check_fn()`` raises ``AssertionError`` on failure.
 
     ``args`` are ``TrainingArguments`` keyword overrides for the runs (defaults: 16 steps,
     evaluation and checkpoint every 2 steps, ``metric_for_best_model="eval_loss"``);
-    ``metrics`` the evaluation metrics (default :data:`DEFAULT_METRICS`); other keywords
+    ``metrics`` the evaluation metrics (default :data:`DEFAULT_METRICS`);
+    ``non_deterministic_keys`` keys (or ``fnmatch`` patterns) compared by presence and finiteness
+    only, added to the callback class's own ``non_deterministic_keys`` tag; other keywords
     go to :class:`~.simulator.Simulation`.
     """
     make = as_factory(factory)
@@ -490,6 +638,7 @@ def checks(
         metrics=DEFAULT_METRICS if metrics is None else metrics,
         train_dataset_len=train_dataset_len,
         simulate_options=simulate_options,
+        non_deterministic_keys=declared_non_deterministic_keys(make(), non_deterministic_keys),
     )
     for name, fn in ALL_CHECKS.items():
         yield name, functools.partial(fn, make, setup)
