@@ -229,3 +229,13 @@ def test_importing_the_conventions_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_metric_name_is_an_option_check() -> None:
+    from trainer_callbacks.core import MetricName, OptionProblem
+
+    check = MetricName()
+    assert check("eval_loss") == "eval_loss" and check.kind == "text"
+    for bad in ("", " loss", "eval_", 3):
+        with pytest.raises(OptionProblem):
+            check(bad)

@@ -214,3 +214,9 @@ def test_create_by_name_and_state_round_trip() -> None:
     rebuilt = ReduceLROnPlateau(**state["args"])
     rebuilt.load_state_dict(state["attributes"]["progress"])
     assert rebuilt.state_dict() == callback.state_dict()
+
+
+@pytest.mark.parametrize("monitor", ["", " ", "eval_", " eval_loss"])
+def test_blank_or_prefix_only_monitor_fails_at_construction(monitor: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"ReduceLROnPlateau\(monitor="):
+        ReduceLROnPlateau(monitor=monitor)

@@ -20,6 +20,7 @@ from trainer_callbacks.core.factory import create, create_all, get_spec, load_co
 from trainer_callbacks.core.markers import hookimpl, hookspec
 from trainer_callbacks.core.metrics import (
     EvaluationRound,
+    MetricName,
     Round,
     eval_key,
     evaluates,
@@ -106,6 +107,7 @@ __all__ = [
 
 __all__ += [  # the metric conventions (core/metrics.py)
     "EvaluationRound",
+    "MetricName",
     "Round",
     "eval_key",
     "evaluates",

@@ -29,6 +29,7 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core.options import OptionProblem, Text
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,20 @@ def monitor_keys(names: Iterable[Any], *, callback: str, field: str = "monitor")
         given[key] = name
         keys.append(key)
     return keys
+
+
+@dataclass(frozen=True)
+class MetricName(Text):
+    """An option check (``core.options``) for one monitored metric name: a non-empty string without
+    surrounding spaces that is more than the ``eval_`` prefix."""
+
+    meaning: str = "the name of an evaluation metric such as 'eval_loss'"
+
+    def __call__(self, value: Any) -> str:
+        name = super().__call__(value)
+        if name == EVAL_PREFIX:
+            raise OptionProblem("give a metric name after the 'eval_' prefix, e.g. 'eval_loss'")
+        return name
 
 
 # ---- modes ---------------------------------------------------------------------------------------
@@ -395,6 +410,7 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "LOWER_IS_BETTER",
     "EvaluationRound",
+    "MetricName",
     "Round",
     "best_model_mode",
     "eval_key",

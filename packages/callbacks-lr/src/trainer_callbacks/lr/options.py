@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainer_callbacks.core import CallbackOptions, Choice, Either, Flag, Integer, ListOf, OrNone, Real, Text, option
+from trainer_callbacks.core import (
+    CallbackOptions,
+    Choice,
+    Either,
+    Flag,
+    Integer,
+    ListOf,
+    MetricName,
+    OrNone,
+    Real,
+    option,
+)
 
 _LR = Real(minimum=0.0, meaning="a learning rate")
 
@@ -15,7 +26,7 @@ class PlateauOptions(CallbackOptions):
         "eval_loss",
         "the evaluation metric to watch, as in the metrics of `on_evaluate` (`eval_loss`, `eval_accuracy`, "
         "`eval_<dataset>_loss` with several eval datasets); a name without `eval_` is also found",
-        Text("the name of an evaluation metric such as 'eval_loss'"),
+        MetricName(),
     )
     mode: str | None = option(
         None,
