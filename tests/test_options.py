@@ -150,6 +150,20 @@ def test_public_signatures_are_unchanged_and_equal_their_declarations(name: str)
     assert signature_mismatches(cls) == []
 
 
+@pytest.mark.parametrize("name", sorted(CALLBACKS))
+def test_help_shows_the_declared_options(name: str) -> None:
+    """``help(Callback)`` lists every option with the text of ``show`` (an ``Args:`` section from the declaration)."""
+    from trainer_callbacks.core.spec import parse_arg_docs
+
+    if name not in INSTALLED:
+        pytest.skip(f"{name} is not installed")
+    cls = INSTALLED[name]
+    declared = declared_options(cls)
+    assert declared is not None
+    expected = {spec.name: spec.doc for spec in declared.option_specs()}
+    assert parse_arg_docs(inspect.getdoc(cls) or "") == expected
+
+
 @pytest.mark.parametrize(("cls", "name"), FLAGS)
 @pytest.mark.parametrize("value", ["no", "false", "True", "", 0, 1, None, 1.0])
 def test_flags_refuse_anything_but_a_bool(cls: type, name: str, value: Any) -> None:

@@ -59,6 +59,13 @@ class PluginCallback(TrainerCallback, ExportableState):
     _replaces: Any = None
     """On an object the Trainer rebuilt from saved options: the user's object it replaced."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = vars(cls).get("declared_options")  # a CallbackOptions dataclass (core/options.py)
+        if declared is not None and cls.__doc__ and "Args:" not in cls.__doc__:
+            # help(cls) lists the options, with the same text as `trainer-callbacks show`
+            cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n{declared.args_section()}\n"
+
     def __init__(self, **options: Any) -> None:
         try:
             self._options = _jsonable(options)

@@ -41,6 +41,7 @@ import inspect
 import math
 import numbers
 import operator
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -410,6 +411,20 @@ class CallbackOptions:
                 )
             )
         return tuple(specs)
+
+    @classmethod
+    def args_section(cls, indent: str = "    ") -> str:
+        """The options as the ``Args:`` section of a Google-style docstring (``help(Callback)`` shows it).
+
+        ``PluginCallback`` appends it to the docstring of a subclass that declares options.
+        """
+        lines = [f"{indent}Args:"]
+        for spec in cls.option_specs():
+            text = f"{spec.name} ({spec.type}): {spec.doc}"
+            wrapped = textwrap.wrap(text, 100, break_long_words=False, break_on_hyphens=False)
+            lines.append(f"{indent}    {wrapped[0]}")
+            lines.extend(f"{indent}        {line}" for line in wrapped[1:])
+        return "\n".join(lines)
 
     @classmethod
     def checks(cls) -> dict[str, Callable[[Any], Any] | None]:
