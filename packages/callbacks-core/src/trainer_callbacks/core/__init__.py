@@ -46,7 +46,7 @@ from trainer_callbacks.core.options import (
     check_value,
     option,
 )
-from trainer_callbacks.core.plotting import PlotEvent, PlotPanel
+from trainer_callbacks.core.plotting import PlotEvent, PlotPanel, step_ticks
 from trainer_callbacks.core.plugins import (
     PluginInfo,
     callback_specs,
@@ -119,7 +119,7 @@ __all__ += [  # the metric conventions (core/metrics.py)
     "strategy",
 ]
 
-__all__ += ["PlotEvent", "PlotPanel"]  # what plot_events / plot_panels hooks return (core/plotting.py)
+__all__ += ["PlotEvent", "PlotPanel", "step_ticks"]  # for the plot hooks (core/plotting.py)
 
 __all__ += ["callable_option", "import_reference", "reference_of"]  # "module:function" options (core/references.py)
 

@@ -13,9 +13,10 @@ checkpoints still in the output folder (hollow squares) and the Trainer's
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,28 @@ def checkpoint_marks(state_file: Path, trainer_state: Mapping[str, Any]) -> Chec
     best_path = trainer_state.get("best_model_checkpoint") if isinstance(trainer_state, Mapping) else None
     best_match = _CHECKPOINT.fullmatch(Path(best_path).name) if isinstance(best_path, str) and best_path else None
     return Checkpoints(tuple(sorted(kept)), int(best_match[1]) if best_match else None)
+
+
+def step_ticks(steps: Sequence[int], max_labels: int = 20) -> tuple[list[int], list[str]]:
+    """Ticks for an axis whose cells are ``steps`` (a heatmap's columns): ``(indices, labels)``.
+
+    Every step is labelled when there are at most ``max_labels``; else every k-th one from the
+    first (k the smallest stride that fits) and the last, so labels are evenly spaced and no step
+    between two labels is left out unevenly. Plugins drawing step-indexed figures use it
+    (gradviz's heatmap).
+    """
+    if max_labels < 2:
+        raise ValueError(f"max_labels must be at least 2, got {max_labels}")
+    count = len(steps)
+    if count == 0:
+        return [], []
+    stride = max(1, math.ceil((count - 1) / (max_labels - 1))) if count > max_labels else 1
+    indices = list(range(0, count, stride))
+    if indices[-1] != count - 1:
+        if count - 1 - indices[-1] < stride / 2 and len(indices) > 1:
+            indices.pop()  # too close to the last step: keep the last one instead
+        indices.append(count - 1)
+    return indices, [str(steps[i]) for i in indices]
 
 
 FREQUENT = 6

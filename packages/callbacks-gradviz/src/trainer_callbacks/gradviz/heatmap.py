@@ -62,8 +62,10 @@ def plot_heatmap(table: GradNormTable, path: Path, *, width: float = 10.0, dpi: 
         masked, aspect="auto", interpolation="nearest", cmap="viridis", norm=LogNorm(vmin=vmin, vmax=vmax)
     )
     ax.set_yticks(range(len(table.groups)), labels=table.groups, fontsize=7 if len(table.groups) > 20 else 9)
-    ticks = np.linspace(0, len(table.steps) - 1, num=min(len(table.steps), 12)).round().astype(int)
-    ax.set_xticks(ticks, labels=[str(table.steps[i]) for i in ticks])
+    from trainer_callbacks.core import step_ticks
+
+    ticks, labels = step_ticks(table.steps)  # every step, or evenly every k-th and the last
+    ax.set_xticks(ticks, labels=labels)
     ax.set_xlabel("global step")
     ax.set_title("gradient norm per group (before clipping, log scale)")
     fig.colorbar(image, ax=ax, label="grad norm")
