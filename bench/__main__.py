@@ -1,6 +1,6 @@
 """``python -m bench``: run every benchmark and write docs/benchmarks.md.
 
-Options: ``--only NAME [NAME ...]`` (trainer_overhead, grad_norms, discovery, pruning,
+Options: ``--only NAME [NAME ...]`` (trainer_overhead, grad_norms, discovery, pruning, update_ratio,
 simulator), ``--quick`` (toy sizes: checks that everything runs, figures mean nothing),
 ``--threads N`` (``torch.set_num_threads(N)`` first; the report states the thread count),
 ``--output PATH`` (default docs/benchmarks.md; ``-`` prints to stdout), ``--json PATH`` (raw
@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import BenchResult, Goal, load_average, machine
 
-BENCHMARKS = ("trainer_overhead", "grad_norms", "discovery", "pruning", "simulator")
+BENCHMARKS = ("trainer_overhead", "grad_norms", "discovery", "pruning", "simulator", "update_ratio")
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -29,6 +29,7 @@ EXPECTED_MEDIANS = {
     "discovery": ["import transformers.trainer_callback", "trainer-callbacks list", "python -c pass"],
     "pruning": ["2MiB/trainer rotation (sync rmtree)/block", "2MiB/pruner background/block"],
     "simulator": ["no callbacks", "all plugins", "all plugins, record_events=False"],
+    "update_ratio": ["toy/full copy/extra fraction", "toy/staged/extra fraction"],
 }
 
 

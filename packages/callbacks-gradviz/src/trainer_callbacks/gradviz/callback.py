@@ -22,6 +22,7 @@ from trainer_callbacks.gradviz.kernel import GroupNormKernel
 from trainer_callbacks.gradviz.options import GradNormOptions
 from trainer_callbacks.gradviz.sharding import all_reduce_partials, local_tensor, shard_groups
 from trainer_callbacks.gradviz.timing import logging_strategy, steps_per_epoch, will_log
+from trainer_callbacks.gradviz.update_ratio import StagedWeights, before_store
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class GradNormLogger(PluginCallback):
         self._held: tuple[int, list[torch.Tensor]] | None = None
         self._grad_partial: torch.Tensor | None = None
         self._param_partial: torch.Tensor | None = None
-        self._before: list[torch.Tensor] | None = None
+        self._before: StagedWeights | None = None
         self._pending_nonfinite: dict[str, float] = {}
         self._warned: set[str] = set()
         self.last_measured_step: int | None = None
@@ -296,7 +297,7 @@ class GradNormLogger(PluginCallback):
             self._param_partial = self._reduce(pkernel.partial(locals_), pkernel)
             tensors.append(self._param_partial)
             if self.log_update_ratio:
-                self._before = compat.foreach_copy(locals_)  # one temporary copy, freed after the step
+                self._before = before_store(self).stage(locals_)  # host copy; update_ratio.py bounds the device cost
                 return  # transfer and report after the optimizer step
         self._done(args, state, step, tensors)
 
@@ -305,11 +306,10 @@ class GradNormLogger(PluginCallback):
             return
         before, self._before = self._before, None
         after = [local_tensor(p.detach()) for p in self._params]
-        compat.foreach_sub_(before, after)
         pkernel = self._param_kernel
         # on_pre_optimizer_step set all three (kernel, grad and param partials) when it kept ``before``
         assert pkernel is not None and self._grad_partial is not None and self._param_partial is not None
-        update = self._reduce(pkernel.partial(before), pkernel)
+        update = self._reduce(before.update_partial(pkernel, after), pkernel)
         del before
         self._done(args, state, state.global_step + 1, [self._grad_partial, self._param_partial, update])
 

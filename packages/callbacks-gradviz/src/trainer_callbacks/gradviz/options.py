@@ -84,8 +84,9 @@ class GradNormOptions(CallbackOptions):
     log_update_ratio: bool = option(
         False,
         "also log `update_ratio/<group>` = ||w_after - w_before|| / ||w_before|| of the optimizer step (the effective "
-        "step size), on measured steps only; holds one temporary copy of the selected parameters during the "
-        "optimizer step of measured steps",
+        "step size), on measured steps only; the weights before the step are copied to host memory (reused pinned "
+        "buffers) and compared in 64 MiB chunks, so the extra accelerator memory is one chunk (weights on the CPU: "
+        "one temporary copy of them)",
         Flag(),
     )
     histogram: bool = option(
