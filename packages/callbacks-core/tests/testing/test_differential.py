@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as note_event
 from hypothesis import strategies as st
 from transformers.trainer_callback import TrainerCallback
 
@@ -263,17 +264,20 @@ def _refused(kwargs: dict[str, Any], size: int, refusal: str) -> tuple[dict[str,
 
 @st.composite
 def run_sequences(draw: Any) -> list[Run]:
+    # Draws are spread by hand: hypothesis favours the ends of a range, so the rare choices sit in the middle.
+    hows = draw(st.lists(st.sampled_from(["again", "resume", "new"]), min_size=1, max_size=2))
     setup = draw(strategies.training_setups(output_dir="unused"))
-    refusal = draw(st.sampled_from((None,) * 8 + REFUSALS))
-    kwargs, sized, size = setup.kwargs, True, setup.train_dataset_len
-    if refusal is not None:
-        kwargs, sized, size = _refused(kwargs, size, refusal)
-    elif kwargs["max_steps"] > 0 and draw(st.integers(0, 5)) == 0:
+    kwargs, sized, size = dict(setup.kwargs), True, setup.train_dataset_len
+    if "resume" in hows and kwargs["save_strategy"] == "no":  # leave checkpoints to resume from
+        kwargs.update(save_strategy="steps", save_steps=draw(st.integers(1, 3)))
+    pick = draw(st.integers(0, 15))
+    if pick in (5, 6, 7):  # one of the configurations the Trainer refuses
+        kwargs, sized, size = _refused(kwargs, size, REFUSALS[pick - 5])
+    elif pick in (8, 9) and kwargs["max_steps"] > 0:
         sized = False  # an IterableDataset (max_steps is set)
     runs = [Run("new", kwargs, size, sized, script=draw(scripts))]
-    for _ in range(draw(st.integers(1, 2))):
+    for how in hows:
         last = runs[-1]
-        how = draw(st.sampled_from(["new", "again", "resume"]))
         changed = dict(last.kwargs)
         if changed["max_steps"] > 0:
             changed["max_steps"] = draw(st.integers(1, 12))
@@ -285,7 +289,10 @@ def run_sequences(draw: Any) -> list[Run]:
         if how != "again" and draw(st.booleans()):  # a new Trainer may change anything
             fresh = draw(strategies.training_setups(output_dir="unused"))
             changed, size, sized = fresh.kwargs, fresh.train_dataset_len, True
-        resume = draw(st.one_of(st.integers(0, 5), st.sampled_from([True, "missing"]))) if how == "resume" else None
+        resume = None
+        if how == "resume":  # mostly an existing checkpoint (an index into those there), else True or a missing one
+            where = draw(st.integers(0, 11))
+            resume = True if where == 5 else "missing" if where == 6 else where
         runs.append(Run(how, changed, size, sized, resume, draw(st.booleans()), draw(scripts)))
     return runs
 
@@ -355,15 +362,18 @@ def _outcome(side: Side) -> dict[str, Any]:
     }
 
 
-def _run_sequence(runs: list[Run], root: str) -> None:
+def _run_sequence(runs: list[Run], root: str) -> list[str]:
+    """Run ``runs`` on both sides and compare each; returns what each real run was and how it ended."""
     # All real runs first: building the simulator's TrainingArguments resets accelerate's state, which a
     # real Trainer training again on an IterableDataset would trip over (a harness artefact, not a Trainer rule).
     feed: deque[float] = deque()
     real = Side(True, os.path.join(root, "real"), feed)
-    expected, names, losses = [], [], []
+    expected, names, losses, labels = [], [], [], []
     for run in runs:
         names.append(_checkpoints(real.folder))
         real.run(run, names[-1])
+        kind = f"{run.how}{'' if run.sized else ' (no length)'}"
+        labels.append(f"{kind}: {type(real.error).__name__} {str(real.error)[:50]}")
         expected.append((_outcome(real), repr(real.error)))
         losses.append([e.payload["eval_loss"] for e in real.events if e.name == "on_evaluate"])
     sim = Side(False, os.path.join(root, "sim"), feed)
@@ -374,44 +384,91 @@ def _run_sequence(runs: list[Run], root: str) -> None:
         got, (want, real_error) = _outcome(sim), expected[i]
         for key in want:
             assert got[key] == want[key], (f"run {i} ({run.how}): {key}", real_error, repr(sim.error))
+    return labels
 
 
 @pytest.mark.slow
 @settings(
-    max_examples=_examples(80),
+    max_examples=_examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(runs=run_sequences())
 def test_runs_in_one_folder_match(fast_real_trainer: None, tmp_path: Path, runs: list[Run]) -> None:
     with tempfile.TemporaryDirectory(dir=tmp_path) as root:
-        _run_sequence(runs, root)
+        for label in _run_sequence(runs, root):
+            note_event(label)  # their spread: pytest --hypothesis-show-statistics
 
 
+BASE = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_steps=1, save_total_limit=1)
 BEST = dict(max_steps=-1, eval_strategy="steps", eval_steps=1, save_strategy="best", metric_for_best_model="loss")
 
 
+def _runs(*runs: Run) -> list[Run]:
+    return [dataclasses.replace(r, kwargs={**BASE, **r.kwargs}) for r in runs]
+
+
 @pytest.mark.parametrize(
-    ("first", "then", "kept"),
+    ("runs", "kept", "errors"),
     [
         # The reported cases (save_steps=1, save_total_limit=1 unless said). Rotation orders by mtime:
         # the first run leaves checkpoint-4; the second run's checkpoint-1 and -2 are newer, so each
         # rotation keeps the newest and checkpoint-4 goes (step order would keep checkpoint-4).
-        (dict(max_steps=4), Run("new", dict(max_steps=2), 8), ["checkpoint-2"]),
+        (_runs(Run("new", dict(max_steps=4), 8), Run("new", dict(max_steps=2), 8)), ["checkpoint-2"], [None, None]),
         # checkpoint-1..6 exist; resumed from checkpoint-3, the save of step 4 overwrites files in an
         # existing folder (its mtime stays), so checkpoint-6 is still the newest and everything else
         # goes, checkpoint-4 included; step 5 creates a new folder, the newest, and checkpoint-6 goes.
-        (dict(max_steps=6, save_total_limit=None), Run("resume", dict(max_steps=5), 8, resume=2), ["checkpoint-5"]),
+        (
+            _runs(
+                Run("new", dict(max_steps=6, save_total_limit=None), 8), Run("resume", dict(max_steps=5), 8, resume=2)
+            ),
+            ["checkpoint-5"],
+            [None, None],
+        ),
         # which steps are best depends on the real losses: compared with the real Trainer only
-        (BEST | dict(num_train_epochs=1), Run("new", BEST | dict(num_train_epochs=3), 8), None),
+        (
+            _runs(Run("new", BEST | dict(num_train_epochs=1), 8), Run("new", BEST | dict(num_train_epochs=3), 8)),
+            None,
+            [None, None],
+        ),
+        # refused by the Trainer, then a valid run in the same folder; a missing checkpoint
+        (
+            _runs(
+                Run("new", dict(max_steps=3, eval_strategy="steps", save_strategy="best"), 8),
+                Run("new", dict(max_steps=3), 8),
+                Run("resume", dict(max_steps=4), 8, resume="missing"),
+            ),
+            ["checkpoint-3"],
+            ["ValueError", None, "ValueError"],
+        ),
+        (_runs(Run("new", dict(max_steps=-1), 8, sized=False)), [], ["ValueError"]),  # no length, no max_steps
+        (_runs(Run("new", dict(max_steps=3), 0)), [], ["ValueError"]),  # an empty training set
+        # an IterableDataset, trained again with more steps, then resumed from the newest (True)
+        (
+            _runs(
+                Run("new", dict(max_steps=3), 5, sized=False),
+                Run("again", dict(max_steps=5), 5, sized=False),
+                Run("resume", dict(max_steps=7), 5, sized=False, resume=True),
+            ),
+            ["checkpoint-7"],
+            [None, None, None],
+        ),
     ],
-    ids=["fewer-steps", "resume-lower-max-steps", "best-more-epochs"],
+    ids=[
+        "fewer-steps",
+        "resume-lower-max-steps",
+        "best-more-epochs",
+        "refused-then-valid",
+        "no-length",
+        "empty",
+        "iterable",
+    ],
 )
 def test_known_sequences_match(
-    fast_real_trainer: None, tmp_path: Path, first: dict[str, Any], then: Run, kept: list[str] | None
+    fast_real_trainer: None, tmp_path: Path, runs: list[Run], kept: list[str] | None, errors: list[str | None]
 ) -> None:
-    base = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_steps=1, save_total_limit=1)
-    runs = [Run("new", {**base, **first}, 8), Run(then.how, {**base, **then.kwargs}, 8, resume=then.resume)]
-    _run_sequence(runs, str(tmp_path))
+    labels = _run_sequence(runs, str(tmp_path))
+    raised = [label.split(": ", 1)[1].split()[0] for label in labels]  # "<how>: <exception type> <message>"
+    assert [None if r == "NoneType" else r for r in raised] == errors
     if kept is not None:
         assert _checkpoints(str(tmp_path / "real")) == kept
