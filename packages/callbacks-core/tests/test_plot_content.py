@@ -75,7 +75,7 @@ def panel_plugin(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> types
 
     @hookimpl
     def plot_panels(log_history: list[dict[str, Any]]) -> list[PlotPanel]:  # declares only what it uses
-        return [PlotPanel("speed/samples_per_s", title="throughput", ylabel="samples/s", log_scale=True)]
+        return [PlotPanel(("speed/samples_per_s",), title="throughput", ylabel="samples/s", log_scale=True)]
 
     @hookimpl
     def plot_events(log_history: list[dict[str, Any]]) -> list[PlotEvent]:

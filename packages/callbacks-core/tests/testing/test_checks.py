@@ -341,7 +341,7 @@ def test_non_deterministic_keys_must_be_strings() -> None:
     with pytest.raises(TypeError, match="must be a tuple of keys or fnmatch patterns"):
         list(checks(PatienceStop, non_deterministic_keys="speed/*"))
     with pytest.raises(TypeError, match="must hold non-empty strings"):
-        list(checks(PatienceStop, non_deterministic_keys=[3]))
+        list(checks(PatienceStop, non_deterministic_keys=[3]))  # type: ignore[list-item]
 
 
 def test_a_fake_clock_makes_wall_clock_values_exact() -> None:

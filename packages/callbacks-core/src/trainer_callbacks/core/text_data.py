@@ -14,6 +14,7 @@ single class) is a :class:`~trainer_callbacks.core.errors.ConfigurationError` na
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ def _pick(columns: Sequence[str], named: str | None, accepted: Sequence[str], wh
 
 
 def read_file(
-    path: str | Path,
+    path: str | os.PathLike[str],
     *,
     text_column: str | None = None,
     label_column: str | None = None,
@@ -167,7 +168,7 @@ def encode_labels(splits: Sequence[Any], where: str) -> LabelledTexts:
     return LabelledTexts(encoded, [str(c) for c in classes])
 
 
-def load_labelled_file(path: str | Path, *, option: str = "demo --data", **columns: Any) -> LabelledTexts:
+def load_labelled_file(path: str | os.PathLike[str], *, option: str = "demo --data", **columns: Any) -> LabelledTexts:
     """One file: its rows with label ids, and the class names."""
     return encode_labels([read_file(path, option=option, **columns)], f"{option} {str(path)!r}")
 

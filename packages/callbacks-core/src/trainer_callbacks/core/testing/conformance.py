@@ -680,7 +680,7 @@ def check_callback(
 def parametrize_with_checks(
     factories: Iterable[Any],
     *,
-    expected_failures: Mapping[str, str] | None = None,
+    expected_failures: Mapping[str, str] | Callable[[Any], Mapping[str, str] | None] | None = None,
     args: Mapping[str, Any] | None = None,
     metrics: MetricsSource = None,
     **options: Any,
