@@ -219,7 +219,7 @@ def test_options_for_a_callback_left_out_are_an_error() -> None:
         to_config(*_parse_all(["--callbacks", "other", "--probe_count", "2"]))
     with pytest.raises(ConfigurationError, match=r"--callbacks none leaves out probe"):
         to_config(*_parse_all(["--callbacks", "none", "--probe_count", "2"]))
-    with pytest.raises(UnknownCallbackError, match="Installed: other, probe"):
+    with pytest.raises(UnknownCallbackError, match="Available: other, probe"):
         to_config(*_parse_all(["--callbacks", "probe,nosuch", "--probe_needed", "1"]))
     with pytest.raises(ConfigurationError, match="cannot be combined"):
         to_config(CallbackSelectionArguments(callbacks="all,probe"))
