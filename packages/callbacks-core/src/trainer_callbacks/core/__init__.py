@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trainer_callbacks.core.commands import CommandRegistrar
 from trainer_callbacks.core.errors import (
     ConfigurationError,
     PluginLoadError,
@@ -120,6 +121,8 @@ __all__ += [  # the metric conventions (core/metrics.py)
 ]
 
 __all__ += ["PlotEvent", "PlotPanel", "step_ticks"]  # for the plot hooks (core/plotting.py)
+
+__all__ += ["CommandRegistrar"]  # for the register_commands hook (core/commands.py)
 
 __all__ += ["callable_option", "import_reference", "reference_of"]  # "module:function" options (core/references.py)
 

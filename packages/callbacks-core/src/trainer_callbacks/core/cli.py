@@ -1,6 +1,7 @@
-"""The ``trainer-callbacks`` command: ``list``, ``show NAME``, ``demo``, ``plot RUN``.
+"""The ``trainer-callbacks`` command: ``list``, ``show NAME``, ``demo``, ``plot RUN`` and plugins' commands.
 
-``list`` imports neither torch nor transformers.
+``list`` imports neither torch nor transformers. Plugins add commands through the
+``register_commands`` hook (:mod:`trainer_callbacks.core.commands`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+BUILTIN_COMMANDS = ["list", "show", "plot", "demo"]
+
+
+def _names_builtin_command(argv: Sequence[str]) -> bool:
+    """Whether the command line names one of core's own commands (then no plugin command is loaded)."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first in BUILTIN_COMMANDS
+
+
+def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The parser of core's commands, and with ``plugin_commands`` those of the loaded plugins."""
     parser = argparse.ArgumentParser(prog="trainer-callbacks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="installed plugins, versions, load status")
@@ -115,13 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="a reduced size, for tests")
     p.set_defaults(func=cmd_demo)
+    if plugin_commands:
+        from trainer_callbacks.core.commands import add_plugin_commands
+
+        add_plugin_commands(sub, BUILTIN_COMMANDS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(plugin_commands=not _names_builtin_command(argv)).parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(args.func(args) or 0)
     except TrainerCallbacksError as exc:
         print(f"trainer-callbacks: error: {exc}", file=sys.stderr)
         return 2

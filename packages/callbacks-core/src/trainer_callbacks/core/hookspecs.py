@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from trainer_callbacks.core.markers import hookspec
 
 if TYPE_CHECKING:
+    from trainer_callbacks.core.commands import CommandRegistrar
     from trainer_callbacks.core.plotting import PlotEvent, PlotPanel
     from trainer_callbacks.core.spec import CallbackSpec
 
@@ -77,3 +78,18 @@ def plot_figures(log_history: list[dict[str, Any]], output_dir: Path) -> list[Pa
 @hookspec
 def summarize_run(log_history: list[dict[str, Any]], output_dir: Path) -> list[str] | None:
     """Lines for the human-readable summary at the end of ``trainer-callbacks demo``."""
+
+
+@hookspec
+def register_commands(cli: CommandRegistrar) -> None:
+    """Add subcommands to the ``trainer-callbacks`` command (core's ``argparse`` CLI).
+
+    Call ``parser = cli.add_command("my-report", handler, help="one line")`` per command and add
+    its arguments to the returned ``argparse.ArgumentParser``; ``handler(args)`` gets the parsed
+    ``argparse.Namespace`` and returns the exit status (``None`` is 0). Keep the module light:
+    import what the command needs inside ``handler``. Names are lower case letters, digits and
+    dashes; core's own ``list``, ``show``, ``plot`` and ``demo`` and another plugin's command
+    cannot be taken (the second one is refused with a warning, the first stays). Plugin commands
+    are added only when the command line names none of core's own, so ``list`` and ``show``
+    never depend on them.
+    """
