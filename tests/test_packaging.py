@@ -64,3 +64,13 @@ def test_core_states_how_the_contract_is_versioned() -> None:
     assert pins, "core's README shows no pin of the contract's MINOR line"
     low, high = (Version(v) for v in pins[0])
     assert low <= CORE_VERSION < high
+
+
+def test_plugins_may_not_import_any_core_module() -> None:
+    """Every module of core but compat is in ruff's banned list for plugins (TID251), so a new one is too."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]["lint"]
+    banned = set(config["flake8-tidy-imports"]["banned-api"])
+    core = ROOT / "packages" / "callbacks-core" / "src" / "trainer_callbacks" / "core"
+    modules = {f"trainer_callbacks.core.{p.stem}" for p in core.glob("*.py") if p.stem not in ("__init__", "compat")}
+    assert modules <= banned, f"add to [tool.ruff.lint.flake8-tidy-imports.banned-api]: {sorted(modules - banned)}"
+    assert "TID251" in config["select"]

@@ -23,17 +23,18 @@ from trainer_callbacks.checkpoint.policy import (
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
 from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
 from trainer_callbacks.core import (
+    ConfigurationError,
     EvaluationRound,
+    PluginCallback,
     Round,
     StateReader,
     evaluates,
+    import_reference,
     metric_value,
     missing_metrics_message,
+    reference_of,
     strategy,
 )
-from trainer_callbacks.core.callback import PluginCallback
-from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.core.references import import_reference, reference_of
 
 logger = logging.getLogger(__name__)
 

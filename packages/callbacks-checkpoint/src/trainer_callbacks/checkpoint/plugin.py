@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer_callbacks.core import CallbackSpec, hookimpl, strategy
-from trainer_callbacks.core.plotting import PlotEvent
+from trainer_callbacks.core import CallbackSpec, PlotEvent, hookimpl, strategy
 
 logger = logging.getLogger("trainer_callbacks.checkpoint")
 

@@ -62,8 +62,9 @@ from trainer_callbacks.core.saved_state import StateFieldError, StateReader
 from trainer_callbacks.core.spec import CallbackSpec, OptionSpec
 
 if TYPE_CHECKING:
+    from trainer_callbacks.core import compat
     from trainer_callbacks.core.callback import PluginCallback
-    from trainer_callbacks.core.reporting import report_scalars
+    from trainer_callbacks.core.reporting import report_histogram, report_scalars
 
 __all__ = [
     "CallbackOptions",
@@ -126,15 +127,20 @@ __all__ += ["CommandRegistrar"]  # for the register_commands hook (core/commands
 
 __all__ += ["callable_option", "import_reference", "reference_of"]  # "module:function" options (core/references.py)
 
+__all__ += ["compat", "report_histogram"]  # the named reaches into other libraries' internals; histograms
+
 _LAZY = {
     "PluginCallback": "trainer_callbacks.core.callback",
     "report_scalars": "trainer_callbacks.core.reporting",
+    "report_histogram": "trainer_callbacks.core.reporting",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "compat":  # a module; it imports neither torch nor transformers
+        return importlib.import_module("trainer_callbacks.core.compat")
     raise AttributeError(f"module 'trainer_callbacks.core' has no attribute {name!r}")

@@ -33,7 +33,7 @@ def plot_events(log_history: list[dict[str, Any]]) -> list[Any]:
     record = read_record(log_history)
     if record is None or record.stop_step is None:
         return []
-    from trainer_callbacks.core.plotting import PlotEvent
+    from trainer_callbacks.core import PlotEvent
 
     label = "early stop"
     if record.reason:

@@ -11,10 +11,14 @@ from typing import Any
 
 import torch
 
-from trainer_callbacks.core import StateReader, callable_option, compat
-from trainer_callbacks.core.callback import PluginCallback
-from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.core.reporting import report_histogram
+from trainer_callbacks.core import (
+    ConfigurationError,
+    PluginCallback,
+    StateReader,
+    callable_option,
+    compat,
+    report_histogram,
+)
 from trainer_callbacks.gradviz.capture import BackwardEndCapture
 from trainer_callbacks.gradviz.errors import NonFiniteGradientError, NonFiniteGradientWarning, describe
 from trainer_callbacks.gradviz.grouping import GROUP_BY_CHOICES, Grouping, build_grouping, parameter_tree

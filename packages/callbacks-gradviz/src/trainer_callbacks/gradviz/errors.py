@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trainer_callbacks.core.errors import TrainerCallbacksError
+from trainer_callbacks.core import TrainerCallbacksError
 
 
 def describe(step: int, bad: Sequence[tuple[str, float]], total_groups: int, limit: int = 8) -> str:

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from trainer_callbacks.core import (
+    ConfigurationError,
     EvaluationRound,
+    PluginCallback,
     Round,
     StateFieldError,
     StateReader,
@@ -16,8 +18,6 @@ from trainer_callbacks.core import (
     metric_value,
     missing_metrics_message,
 )
-from trainer_callbacks.core.callback import PluginCallback
-from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.lr import names
 from trainer_callbacks.lr.monitor import find_metric, resolve_mode
 from trainer_callbacks.lr.options import PlateauOptions

@@ -25,7 +25,7 @@ def register_callbacks(register: Callable[[CallbackSpec], None]) -> None:
 
 @hookimpl
 def plot_events(log_history: list[dict[str, Any]]) -> list[Any]:
-    from trainer_callbacks.core.plotting import PlotEvent
+    from trainer_callbacks.core import PlotEvent
 
     return [
         PlotEvent(step=r.step, label=f"LR x{r.factor:.3g}", kind="lr_reduction")
