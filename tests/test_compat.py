@@ -205,6 +205,50 @@ def test_tensorboard_writer(tmp_path: Path) -> None:
     assert compat.tensorboard_logging_dir(cb) == writer.log_dir
 
 
+class _ClosedTensorBoardCallback:
+    """A TensorBoardCallback of transformers 4.x after its on_train_end: writer closed, no logging_dir."""
+
+    tb_writer = None
+
+
+class _Args:
+    logging_dir = "runs/from-args"
+
+
+@pytest.mark.parametrize("major", [4, 5])
+def test_tensorboard_run_dir_without_logging_dir_depends_on_the_transformers_line(
+    major: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compat, "transformers_major", lambda: major)
+    cb = _ClosedTensorBoardCallback()
+    if major == 4:  # 4.x's callback opens its writer in args.logging_dir (outside a search) and forgets it
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CompatWarning)
+            assert compat.tensorboard_logging_dir(cb, _Args()) == "runs/from-args"
+            assert compat.tensorboard_logging_dir(cb) is None
+    else:  # 5.x always has logging_dir: its absence is a broken assumption
+        with pytest.warns(CompatWarning, match="tensorboard-writer"):
+            assert compat.tensorboard_logging_dir(cb, _Args()) is None
+
+
+def test_tensorboard_run_dir_seen_open_wins_over_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    monkeypatch.setattr(compat, "transformers_major", lambda: 4)
+    cb = _ClosedTensorBoardCallback()
+    cb.tb_writer = SummaryWriter(log_dir=str(tmp_path / "trial-3"))  # type: ignore[assignment]
+    assert compat.tensorboard_writer(cb) is cb.tb_writer
+    cb.tb_writer.close()  # type: ignore[attr-defined]
+    cb.tb_writer = None
+    assert compat.tensorboard_logging_dir(cb, _Args()) == str(tmp_path / "trial-3")
+
+
+def test_transformers_major_is_the_installed_line() -> None:
+    import transformers
+
+    assert compat.transformers_major() == int(transformers.__version__.split(".")[0])
+
+
 def test_mlflow_active_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
     from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -269,9 +313,18 @@ def test_scheduler_initial_lr() -> None:
 def test_transformers_scheduler_classes() -> None:
     from transformers.optimization import get_scheduler
 
-    classes = compat.transformers_scheduler_classes()
-    assert set(classes) == {"GreedyLR", "AdafactorSchedule", "LayerWiseDummyScheduler"}
-    assert isinstance(get_scheduler("greedy", optimizer=_optimizer([1.0])), classes["GreedyLR"])
+    from packaging.version import Version
+    from transformers import __version__
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompatWarning)  # a class missing where it should exist warns
+        classes = compat.transformers_scheduler_classes()
+    assert {"AdafactorSchedule", "LayerWiseDummyScheduler"} <= set(classes)
+    if Version(__version__) >= Version("5.4"):  # GreedyLR and the "greedy" scheduler type came with 5.4
+        assert "GreedyLR" in classes
+        assert isinstance(get_scheduler("greedy", optimizer=_optimizer([1.0])), classes["GreedyLR"])
+    else:
+        assert "GreedyLR" not in classes
     # AdafactorSchedule is a LambdaLR: it must be refused before LambdaLR is accepted as exact
     assert issubclass(classes["AdafactorSchedule"], lr_scheduler.LambdaLR)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -96,9 +97,11 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
         Assumption(
             "tensorboard-writer",
             "TensorBoardCallback.tb_writer is the open SummaryWriter during training (None after its "
-            "on_train_end closed it) and TensorBoardCallback.logging_dir its run directory",
+            "on_train_end closed it) and TensorBoardCallback.logging_dir its run directory (transformers 5.x); "
+            "transformers 4.x has no logging_dir: the run directory is the open writer's log_dir, else "
+            "args.logging_dir (what its on_train_begin opens outside a hyperparameter search)",
             "tb_writer is the class's documented constructor argument; logging_dir has none",
-            "plugin scalars do not reach TensorBoard",
+            "plugin scalars reported after the Trainer closed its writer do not reach TensorBoard",
         ),
         Assumption(
             "mlflow-active-run",
@@ -127,7 +130,8 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
         ),
         Assumption(
             "transformers-scheduler-classes",
-            "transformers.optimization defines GreedyLR, AdafactorSchedule and LayerWiseDummyScheduler",
+            "transformers.optimization defines GreedyLR (from transformers 5.4 on), AdafactorSchedule and "
+            "LayerWiseDummyScheduler (also in transformers.trainer_pt_utils)",
             "used: isinstance against the classes (they were matched by class-name strings)",
             "ReduceLROnPlateau no longer refuses that scheduler",
         ),
@@ -374,15 +378,33 @@ def tensorboard_writer(callback: Any) -> Any | None:
     if not hasattr(callback, "tb_writer"):
         broken("tensorboard-writer", f"{type(callback).__name__} has no attribute tb_writer")
         return None
-    return callback.tb_writer
+    writer = callback.tb_writer
+    log_dir = getattr(writer, "log_dir", None) or getattr(writer, "logdir", None)  # torch / tensorboardX
+    if isinstance(log_dir, str):
+        try:
+            _TB_DIRS[callback] = log_dir
+        except TypeError:  # pragma: no cover - a callback that cannot be weakly referenced
+            pass
+    return writer
 
 
-def tensorboard_logging_dir(callback: Any) -> str | None:
-    """The run directory of ``TensorBoardCallback`` (its ``logging_dir``, set at its ``on_train_begin``)."""
-    if not hasattr(callback, "logging_dir"):
+def tensorboard_logging_dir(callback: Any, args: Any = None) -> str | None:
+    """The run directory of ``TensorBoardCallback``, also after its ``on_train_end`` closed the writer.
+
+    transformers 5.x: the callback's ``logging_dir`` (set at its ``on_train_begin``). transformers 4.x
+    has no such attribute: the directory its writer was last seen open in (by :func:`tensorboard_writer`),
+    else ``args.logging_dir``, the directory 4.x's ``on_train_begin`` opens outside a hyperparameter search.
+    """
+    if hasattr(callback, "logging_dir"):
+        return callback.logging_dir  # type: ignore[no-any-return]
+    if transformers_major() >= 5:
         broken("tensorboard-writer", f"{type(callback).__name__} has no attribute logging_dir")
         return None
-    return callback.logging_dir  # type: ignore[no-any-return]
+    remembered = _TB_DIRS.get(callback)
+    if remembered is not None:
+        return remembered
+    fallback = getattr(args, "logging_dir", None)
+    return fallback if isinstance(fallback, str) else None
 
 
 def mlflow_active_run_id() -> str | None:
@@ -397,6 +419,18 @@ def mlflow_active_run_id() -> str | None:
 
 
 def scheduler_children(scheduler: Any) -> list[Any] | None:
+def transformers_major() -> int:
+    """The major version of the installed transformers (4 or 5 for the supported lines)."""
+    from packaging.version import Version
+
+    return Version(metadata.version("transformers")).major
+
+
+# transformers 4.x's TensorBoardCallback forgets its run directory when it closes its writer:
+# the directory each callback's writer was last seen open in (weak: dropped with the callback).
+_TB_DIRS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
     """The direct children of a ``SequentialLR`` / ``ChainedScheduler`` (``_schedulers``); ``[]`` for others.
 
     ``None`` (after a one-time ``scheduler-children`` warning) when a composite has no
@@ -424,13 +458,14 @@ def set_last_lr(scheduler: Any, values: list[Any]) -> None:
 def transformers_scheduler_classes() -> dict[str, type]:
     """``GreedyLR``, ``AdafactorSchedule``, ``LayerWiseDummyScheduler`` from ``transformers.optimization``.
 
-    Checked against transformers 5.24; a name that is gone is left out after a one-time warning.
+    Checked against transformers 5.24 and 4.57 (no ``GreedyLR`` before 5.4: left out without a
+    warning there); a name that is gone is left out after a one-time warning.
     """
     import transformers.optimization as optimization
 
     out = {}
     for name in ("GreedyLR", "AdafactorSchedule", "LayerWiseDummyScheduler"):
-        cls = getattr(optimization, name, None)
+        cls = getattr(optimization, name, None) or getattr(trainer_pt_utils, name, None)
         if isinstance(cls, type):
             out[name] = cls
         else:
@@ -455,17 +490,26 @@ def local_tensor(tensor: Any) -> Any:
 
 
 def queue_after_backward(fn: Callable[[], None]) -> bool:
+    import transformers.trainer_pt_utils as trainer_pt_utils
+    from packaging.version import Version
     """Run ``fn`` when the current backward pass ends, after the callbacks queued meanwhile (DDP, FSDP2).
+    installed = Version(metadata.version("transformers"))
 
     ``torch.autograd.Variable._execution_engine.queue_callback``, queued twice so it runs
     last. Call it from inside a backward hook. Checked against torch 2.13. Public route:
     none. ``False`` (after a one-time warning) when the engine cannot queue.
     """
+        elif name in _SCHEDULERS_SINCE and installed < Version(_SCHEDULERS_SINCE[name]):
+            continue  # not there yet in this release: nothing to refuse
     import torch
 
     engine = getattr(torch.autograd.Variable, "_execution_engine", None)
     if engine is None or not hasattr(engine, "queue_callback"):
         broken("autograd-final-callback", "torch.autograd.Variable._execution_engine.queue_callback is missing")
+_SCHEDULERS_SINCE = {"GreedyLR": "5.4"}
+"""The first transformers release that defines each scheduler (read from the published wheels)."""
+
+
         return False
     engine.queue_callback(lambda: engine.queue_callback(fn))
     return True

@@ -41,8 +41,9 @@ def mlflow_key(key: str) -> str:
 class _Trackers:
     """The integration callbacks of one ``CallbackHandler`` (found through :mod:`.compat`)."""
 
-    def __init__(self, callbacks: Sequence[Any], report_to: Sequence[str] | None):
+    def __init__(self, callbacks: Sequence[Any], report_to: Sequence[str] | None, args: Any = None):
         self.ids = {id(cb) for cb in callbacks}
+        self.args = args  # transformers 4.x: args.logging_dir is the run directory (see compat)
         self.tensorboard, self.mlflow = compat.tracker_callbacks(callbacks, report_to)
         self.mlflow_run_id: str | None = None
         self._own_writer: Any = None
@@ -57,7 +58,7 @@ class _Trackers:
             return writer
         # The Trainer's writer is closed in its on_train_end, which runs before ours:
         # reopen a writer of our own in the same run directory.
-        log_dir = compat.tensorboard_logging_dir(cb)
+        log_dir = compat.tensorboard_logging_dir(cb, self.args)
         if log_dir is None:
             return None
         if self._own_writer is None or self._own_writer_dir != log_dir:
@@ -94,7 +95,7 @@ def _trackers_for(handler: Any, args: Any) -> _Trackers | None:
         return None
     trackers = _trackers.get(handler)
     if trackers is None or {id(cb) for cb in handler.callbacks} != trackers.ids:
-        trackers = _Trackers(handler.callbacks, getattr(args, "report_to", None))
+        trackers = _Trackers(handler.callbacks, getattr(args, "report_to", None), args)
         _trackers[handler] = trackers
     return trackers
 
