@@ -373,6 +373,18 @@ def trackers_unreachable(report_to: Sequence[str] | str | None) -> None:
         broken("handler-on-stack", f"no CallbackHandler found, so {', '.join(named)} (args.report_to) gets nothing")
 
 
+def transformers_major() -> int:
+    """The major version of the installed transformers (4 or 5 for the supported lines)."""
+    from packaging.version import Version
+
+    return Version(metadata.version("transformers")).major
+
+
+# transformers 4.x's TensorBoardCallback forgets its run directory when it closes its writer:
+# the directory each callback's writer was last seen open in (weak: dropped with the callback).
+_TB_DIRS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def tensorboard_writer(callback: Any) -> Any | None:
     """The Trainer's open ``SummaryWriter`` (``TensorBoardCallback.tb_writer``); ``None`` once it is closed."""
     if not hasattr(callback, "tb_writer"):
@@ -419,18 +431,6 @@ def mlflow_active_run_id() -> str | None:
 
 
 def scheduler_children(scheduler: Any) -> list[Any] | None:
-def transformers_major() -> int:
-    """The major version of the installed transformers (4 or 5 for the supported lines)."""
-    from packaging.version import Version
-
-    return Version(metadata.version("transformers")).major
-
-
-# transformers 4.x's TensorBoardCallback forgets its run directory when it closes its writer:
-# the directory each callback's writer was last seen open in (weak: dropped with the callback).
-_TB_DIRS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-
-
     """The direct children of a ``SequentialLR`` / ``ChainedScheduler`` (``_schedulers``); ``[]`` for others.
 
     ``None`` (after a one-time ``scheduler-children`` warning) when a composite has no
@@ -462,15 +462,24 @@ def transformers_scheduler_classes() -> dict[str, type]:
     warning there); a name that is gone is left out after a one-time warning.
     """
     import transformers.optimization as optimization
+    import transformers.trainer_pt_utils as trainer_pt_utils
+    from packaging.version import Version
 
+    installed = Version(metadata.version("transformers"))
     out = {}
     for name in ("GreedyLR", "AdafactorSchedule", "LayerWiseDummyScheduler"):
         cls = getattr(optimization, name, None) or getattr(trainer_pt_utils, name, None)
         if isinstance(cls, type):
             out[name] = cls
+        elif name in _SCHEDULERS_SINCE and installed < Version(_SCHEDULERS_SINCE[name]):
+            continue  # not there yet in this release: nothing to refuse
         else:
             broken("transformers-scheduler-classes", f"transformers.optimization.{name} is missing")
     return out
+
+
+_SCHEDULERS_SINCE = {"GreedyLR": "5.4"}
+"""The first transformers release that defines each scheduler (read from the published wheels)."""
 
 
 # ---- tensors, autograd, mixed precision (torch 2.13, accelerate 1.15) ---------------------------
@@ -490,26 +499,17 @@ def local_tensor(tensor: Any) -> Any:
 
 
 def queue_after_backward(fn: Callable[[], None]) -> bool:
-    import transformers.trainer_pt_utils as trainer_pt_utils
-    from packaging.version import Version
     """Run ``fn`` when the current backward pass ends, after the callbacks queued meanwhile (DDP, FSDP2).
-    installed = Version(metadata.version("transformers"))
 
     ``torch.autograd.Variable._execution_engine.queue_callback``, queued twice so it runs
     last. Call it from inside a backward hook. Checked against torch 2.13. Public route:
     none. ``False`` (after a one-time warning) when the engine cannot queue.
     """
-        elif name in _SCHEDULERS_SINCE and installed < Version(_SCHEDULERS_SINCE[name]):
-            continue  # not there yet in this release: nothing to refuse
     import torch
 
     engine = getattr(torch.autograd.Variable, "_execution_engine", None)
     if engine is None or not hasattr(engine, "queue_callback"):
         broken("autograd-final-callback", "torch.autograd.Variable._execution_engine.queue_callback is missing")
-_SCHEDULERS_SINCE = {"GreedyLR": "5.4"}
-"""The first transformers release that defines each scheduler (read from the published wheels)."""
-
-
         return False
     engine.queue_callback(lambda: engine.queue_callback(fn))
     return True
