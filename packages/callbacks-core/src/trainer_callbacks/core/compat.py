@@ -392,11 +392,8 @@ def tensorboard_writer(callback: Any) -> Any | None:
         return None
     writer = callback.tb_writer
     log_dir = getattr(writer, "log_dir", None) or getattr(writer, "logdir", None)  # torch / tensorboardX
-    if isinstance(log_dir, str):
-        try:
-            _TB_DIRS[callback] = log_dir
-        except TypeError:  # pragma: no cover - a callback that cannot be weakly referenced
-            pass
+    if isinstance(log_dir, str) and hasattr(type(callback), "__weakref__"):
+        _TB_DIRS[callback] = log_dir
     return writer
 
 
