@@ -3,12 +3,16 @@
 ``ci`` (what ``make test`` uses): bounded and derandomised, so CI is repeatable and fast.
 ``dev``: hypothesis's defaults. ``deep``: many examples, for a run by hand:
 ``HYPOTHESIS_PROFILE=deep make test``.
+
+Under a transformers outside the test kit's range (``make test-floors`` runs transformers 4.57),
+a test that needs the simulator or a 5.x-only name is reported as skipped with the kit's reason
+(``trainer_callbacks.core.testing.versions``), not as an error; every other failure stays one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -46,3 +50,32 @@ def _cheap_real_trainer_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(accelerate.utils.memory, "clear_device_cache", lambda garbage_collection=False: None)
     yield
     torch.set_num_threads(threads)
+
+
+def _as_kit_skip(report: pytest.CollectReport | pytest.TestReport, location: tuple[str, int]) -> None:
+    from trainer_callbacks.core.testing.versions import kit_skip_reason
+
+    if report.failed:
+        reason = kit_skip_reason(str(report.longrepr))
+        if reason is not None:
+            report.outcome = "skipped"
+            report.longrepr = (location[0], location[1], f"Skipped: {reason}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _as_kit_skip(report, (str(collector.path), 0))
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
+        _as_kit_skip(report, (str(item.path), item.location[1] or 0))
+    return report

@@ -98,21 +98,26 @@ def checkpoint_saves_a_second_apart() -> Iterator[None]:
     import transformers.trainer as trainer_module
 
     original_save = trainer_module.Trainer._save_checkpoint
-    original_rotate = trainer_module.rotate_checkpoints
+    # transformers 5.2+: the module-level function trainer_utils.rotate_checkpoints, imported into
+    # transformers.trainer; transformers 4.x: the method Trainer._rotate_checkpoints.
+    module_level = hasattr(trainer_module, "rotate_checkpoints")
+    owner: Any = trainer_module if module_level else trainer_module.Trainer
+    name = "rotate_checkpoints" if module_level else "_rotate_checkpoints"
+    original_rotate = getattr(owner, name)
 
     def _save_checkpoint(self: Any, model: Any, trial: Any) -> None:
         folder = os.path.join(self._get_output_dir(trial), f"{PREFIX}-{self.state.global_step}")
         before = folder_mtime_ns(folder)
 
-        def rotate(*args: Any, **kwargs: Any) -> None:
+        def rotate(*args: Any, **kwargs: Any) -> None:  # on 4.x set on the class: args[0] is the Trainer
             stamp_after_save(folder, before)
             original_rotate(*args, **kwargs)
 
-        trainer_module.rotate_checkpoints = rotate  # type: ignore[attr-defined]
+        setattr(owner, name, rotate)
         try:
             original_save(self, model, trial)
         finally:
-            trainer_module.rotate_checkpoints = original_rotate  # type: ignore[attr-defined]
+            setattr(owner, name, original_rotate)
 
     trainer_module.Trainer._save_checkpoint = _save_checkpoint  # type: ignore[method-assign]
     try:

@@ -66,6 +66,9 @@ from trainer_callbacks.core.testing.tiny_model import (
     is_metric_driven,
     optimizer_step_is_a_no_op,
 )
+from trainer_callbacks.core.testing.versions import require_kit_transformers
+
+require_kit_transformers()  # under transformers 4.x (or 5.0-5.3): a clear error naming the kit's range
 
 logger = logging.getLogger(__name__)
 
