@@ -56,12 +56,13 @@ class Unchecked(Tally):
 
 
 def resume(cb: PluginCallback, entry: Any, step: int = 4) -> TrainerState:
-    state = TrainerState(global_step=step, stateful_callbacks={type(cb).__name__: entry})
+    state = TrainerState(global_step=step)
+    state.stateful_callbacks = {type(cb).__name__: entry}  # type: ignore[assignment]  # as load_from_json leaves it
     cb.on_train_begin(TrainingArguments("unused", report_to="none"), state, TrainerControl())
     return state
 
 
-def good(steps: int = 4, **progress: Any) -> dict[str, Any]:
+def good(steps: Any = 4, **progress: Any) -> dict[str, Any]:
     return {"args": {"tag": "tally"}, "attributes": {"progress": {"steps": steps, "last": None, **progress}}}
 
 
