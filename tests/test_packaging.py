@@ -66,6 +66,37 @@ def test_core_states_how_the_contract_is_versioned() -> None:
     assert low <= CORE_VERSION < high
 
 
+SUITE = ROOT / "packages" / "trainer-callbacks"
+FIRST_PARTY = [*PACKAGES, SUITE]
+
+
+def test_the_suite_brings_every_package_and_the_app_extras() -> None:
+    """``pip install trainer-callbacks``: every callbacks-* distribution, core with every extra but the test kit's."""
+    meta = project(SUITE / "pyproject.toml")
+    assert meta["name"] == "trainer-callbacks"
+    required = {r.name: r for r in map(Requirement, meta["dependencies"])}
+    assert set(required) == {project(p / "pyproject.toml")["name"] for p in PACKAGES}
+    core_extras = set(project(ROOT / "packages" / "callbacks-core" / "pyproject.toml")["optional-dependencies"])
+    assert required["trainer-callbacks-core"].extras == core_extras - {"testing", "test"}
+    next_minor = Version(f"{CORE_VERSION.major}.{CORE_VERSION.minor + 1}")
+    for requirement in required.values():
+        assert CORE_VERSION in requirement.specifier and next_minor not in requirement.specifier, requirement
+    assert "entry-points" not in meta, "the suite is no plugin: `trainer-callbacks list` must not show it"
+    assert not (SUITE / "src").exists(), "the suite holds no code (the trainer_callbacks namespace is the packages')"
+
+
+@pytest.mark.parametrize("package", FIRST_PARTY, ids=[p.name for p in FIRST_PARTY])
+def test_one_version_per_package_released_together(package: Path) -> None:
+    """The version is the pyproject's static ``version``, the same for every first-party distribution, and no
+    source file carries a second copy (read it with ``importlib.metadata.version``)."""
+    meta = project(package / "pyproject.toml")
+    assert "version" not in meta.get("dynamic", []) and Version(meta["version"]) == CORE_VERSION
+    copies = [p for p in package.glob("src/**/*.py") if re.search(r"^__version__\s*=", p.read_text(), re.M)]
+    assert not copies, f"a second version in {copies}: use importlib.metadata.version('{meta['name']}')"
+    changelog = (package / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert re.search(rf"^## {re.escape(meta['version'])}\b", changelog, re.M), "no CHANGELOG entry for this version"
+
+
 def test_plugins_may_not_import_any_core_module() -> None:
     """Every module of core but compat is in ruff's banned list for plugins (TID251), so a new one is too."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]["lint"]
