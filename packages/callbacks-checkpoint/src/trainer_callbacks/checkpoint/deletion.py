@@ -164,8 +164,12 @@ class Pacer:
     free_space: FreeSpace = disk_free
     chunk: int = pacing.CHUNK
     slept: float = 0.0
+    hurry: threading.Event | None = None
+    """Set when someone waits for the removals (train end): no more pauses."""
 
     def wait(self, pending: int, where: Path) -> None:
+        if self.hurry is not None and self.hurry.is_set():
+            return
         left = None if self.deadline is None else self.deadline - self.clock()
         seconds = pacing.pause(pending, left, self.free_space(where) if pending > 0 else None, self.chunk)
         if seconds > 0:
@@ -293,11 +297,13 @@ class Deleter:
         background: bool = True,
         *,
         clock: Clock = time.monotonic,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
         free_space: FreeSpace = disk_free,
     ) -> None:
         self.background = background
-        self.clock, self.sleep, self.free_space = clock, sleep, free_space
+        self._hurry = threading.Event()
+        # the default pause ends early when someone waits for the removals (see wait)
+        self.clock, self.sleep, self.free_space = clock, sleep or self._hurry.wait, free_space
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future[Removal]] = []
         self._lock = threading.Lock()
@@ -327,6 +333,7 @@ class Deleter:
             clock=self.clock,
             sleep=self.sleep,
             free_space=self.free_space,
+            hurry=self._hurry,
         )
         work: Callable[[], Removal] = lambda: self._run(removal, list(paths), measure, pacer)  # noqa: E731
         if not self.background:
@@ -376,11 +383,18 @@ class Deleter:
         return [f.result() for f in done]
 
     def wait(self) -> None:
-        """Block until every submitted removal is done (their batches stay for :meth:`finished`)."""
+        """Block until every submitted removal is done (their batches stay for :meth:`finished`).
+
+        The removals stop pacing themselves meanwhile: whoever waits (train end) wants them done.
+        """
         with self._lock:
             pending = list(self._pending)
-        for future in pending:
-            future.exception()  # waits; _run never raises
+        self._hurry.set()
+        try:
+            for future in pending:
+                future.exception()  # waits; _run never raises
+        finally:
+            self._hurry.clear()
 
     def close(self) -> None:
         """Wait for every removal, then stop the background thread (a later :meth:`submit` starts a new one)."""
