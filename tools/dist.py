@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -220,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 problems += try_in_venv(SUITE, list(wheels.values()), expected, Path(tmp))
                 step(f"{SUITE}: every wheel, `trainer-callbacks list`", started)
-            shutil.rmtree(tmp, ignore_errors=True)
 
     for problem in problems:
         print(f"dist: PROBLEM: {problem}", file=sys.stderr)
