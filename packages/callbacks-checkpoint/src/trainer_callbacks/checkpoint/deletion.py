@@ -303,12 +303,15 @@ class Deleter:
         self.background = background
         self._hurry = threading.Event()
         # the default pause ends early when someone waits for the removals (see wait)
-        self.clock, self.sleep, self.free_space = clock, sleep or self._hurry.wait, free_space
+        self.clock, self.sleep, self.free_space = clock, sleep or self._pause, free_space
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future[Removal]] = []
         self._lock = threading.Lock()
         self._last: tuple[float, int] | None = None
         self.save_steps: int | None = None
+
+    def _pause(self, seconds: float) -> None:
+        self._hurry.wait(seconds)
 
     def start(self, step: int, save_steps: int | None = None) -> None:
         """Training (re)starts at ``step`` now; the Trainer saves every ``save_steps`` steps (``None``: unknown).
