@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from trainer_callbacks.core import reporting
-from trainer_callbacks.core.compat import callback_handler, stateful_callback_key
+from trainer_callbacks.core.compat import callback_handler, restoring_callback_handler, stateful_callback_key
 from trainer_callbacks.core.errors import ConfigurationError, SavedStateError
 from trainer_callbacks.core.saved_state import StateFieldError, describe
 
@@ -106,7 +106,7 @@ class PluginCallback(TrainerCallback, ExportableState):
         # has just built from the saved options and is about to put in place of the user's
         # one: remember which (the first of this class still in the handler is the one it
         # removes next), so that on_train_begin can put the user's object back.
-        handler = _rebuilding_handler()
+        handler = restoring_callback_handler()
         if handler is None:  # not the Trainer's restore: load (and raise) as asked
             self.load_state_dict(value)
             return
@@ -249,25 +249,6 @@ def _checkpoint_file(state: Any) -> str:
     if folder:
         return f"{folder}/trainer_state.json"
     return f"the checkpoint of step {state.global_step} (its trainer_state.json)"
-
-
-def _rebuilding_handler() -> Any:
-    """The ``CallbackHandler`` of the Trainer (or simulator) whose ``_load_callback_state`` is on the stack.
-
-    The nearest calling frame whose ``self`` holds a ``callback_handler``: transformers'
-    ``Trainer._load_callback_state`` (5.24) sets ``progress`` from there; ``None`` elsewhere.
-    """
-    import sys
-
-    from transformers.trainer_callback import CallbackHandler
-
-    frame = sys._getframe(2)
-    while frame is not None:
-        handler = getattr(frame.f_locals.get("self"), "callback_handler", None)
-        if isinstance(handler, CallbackHandler):
-            return handler
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
 
 
 def _put_back_user_callbacks(handler: Any, current: PluginCallback) -> PluginCallback | None:

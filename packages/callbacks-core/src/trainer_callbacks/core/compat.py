@@ -183,6 +183,16 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
             "register_optimizer_step_*_hook registers hooks; nothing public lists them",
             "the simulator calls optimizer.step() on every step (slower, same result)",
         ),
+        Assumption(
+            "callback-state-restore",
+            "with restore_callback_states_from_checkpoint=True, Trainer._load_callback_state rebuilds each "
+            "ExportableState callback as type(cb)(**args) and sets its saved attributes (PluginCallback's "
+            "`progress`) from that Trainer method, so the Trainer's callback_handler is on the stack of the "
+            "setter; then it swaps the rebuilt object into the handler",
+            "none: the Trainer offers no hook around its callback restore",
+            "the user's callback object is not put back in the handler: the Trainer's rebuilt copy runs and "
+            "the user's own reference does not see the run",
+        ),
     )
 }
 """Every assumption this module makes, by name (``tests/test_compat.py`` has ``test_<name>`` for each)."""
@@ -282,6 +292,25 @@ def dispatching_trainer() -> Any | None:
     Checked against transformers 5.24. Public route: none (callbacks are not handed the Trainer).
     """
     return _trainer_frame()[0]
+
+
+def restoring_callback_handler() -> Any | None:
+    """The ``CallbackHandler`` of the Trainer (or simulator) setting a callback's saved attributes now.
+
+    For a property setter of an ``ExportableState`` callback: the nearest calling frame whose
+    ``self`` holds a ``callback_handler`` (transformers 5.24: ``Trainer._load_callback_state``);
+    ``None`` when the attribute is set anywhere else. Public route: none (``callback-state-restore``).
+    """
+    handler_cls = _loaded("transformers.trainer_callback", "CallbackHandler")
+    if handler_cls is None:
+        return None
+    frame = sys._getframe(2)
+    while frame is not None:
+        handler = getattr(frame.f_locals.get("self"), "callback_handler", None)
+        if isinstance(handler, handler_cls):
+            return handler
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 _MISSING = object()
