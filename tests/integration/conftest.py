@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the suite's helper modules (tinyparts, oracles, clients) sit next to the tests
-    sys.path.insert(0, str(HERE))
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 

@@ -2,14 +2,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# test modules import the shared reference model (checkpoint_reference.py) from this folder
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def write_checkpoint(

@@ -1,16 +1,11 @@
-"""Fixtures of the gradviz tests; helpers live in ``gradviz_helpers`` (importable: this folder is put on sys.path)."""
+"""Fixtures of the gradviz tests; helpers live in ``gradviz_helpers`` (on pytest's ``pythonpath``, root pyproject)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from gradviz_helpers import RecordingTrainer, TokenTask, tiny_bert
 
 from trainer_callbacks.core.testing import build_tiny_trainer
