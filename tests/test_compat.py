@@ -10,6 +10,7 @@ assumption warns once, names itself and the installed versions, and does not deg
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import warnings
 from pathlib import Path
@@ -529,6 +530,145 @@ def test_a_sequential_lr_whose_children_cannot_be_read_is_refused_not_exact(
     with pytest.warns(CompatWarning, match="scheduler-children"):
         support = scheduler_support(sequential)
     assert support.kind == "refused" and "child schedulers" in support.reason
+
+
+class RestoreProbe(TrainerCallback, ExportableState):
+    """Records what compat.restoring_callback_handler answers while its saved attribute is set."""
+
+    seen: ClassVar[list[Any]] = []
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {}, "attributes": {"mark": 1}}
+
+    @property
+    def mark(self) -> int:
+        return 1
+
+    @mark.setter
+    def mark(self, value: int) -> None:
+        RestoreProbe.seen.append(compat.restoring_callback_handler())
+
+
+def test_callback_state_restore(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "out"
+    options: dict[str, Any] = dict(max_steps=2, save_strategy="steps", save_steps=1)
+    build_tiny_trainer(out, [RestoreProbe()], **options).train()
+    RestoreProbe.seen.clear()
+    RestoreProbe().mark = 3  # set outside a Trainer's restore
+    assert RestoreProbe.seen == [None]
+    RestoreProbe.seen.clear()
+    resumed = build_tiny_trainer(out, [RestoreProbe()], restore_callback_states_from_checkpoint=True, **options)
+    resumed.train(resume_from_checkpoint=str(out / "checkpoint-1"))
+    assert RestoreProbe.seen and all(h is resumed.callback_handler for h in RestoreProbe.seen)
+
+
+# ---- DeepSpeed ZeRO (skipped when deepspeed is not installed) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zero_engines() -> Any:
+    """A one-process ZeRO engine per stage (gloo, DeepSpeed's CPU accelerator), one backward done.
+
+    Yields ``{stage: (engine, model, full_grads)}`` where ``full_grads`` are the gradients of the
+    same loss computed by plain autograd on a copy of the model (the oracle).
+    """
+    pytest.importorskip("deepspeed")
+    import importlib
+    import socket
+
+    import torch.distributed as dist
+
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    # gloo only: no JIT build of DeepSpeed's shared-memory op (run_all_plugins.py does the same)
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    engines = {}
+    try:
+        deepspeed.init_distributed(dist_backend="gloo")
+        for stage in (1, 2, 3):
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+            reference = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+            reference.load_state_dict(model.state_dict())
+            x = torch.randn(4, 5)
+            reference(x).square().mean().backward()
+            full = [p.grad.clone() for p in reference.parameters()]  # type: ignore[union-attr]
+            config = {
+                "train_batch_size": 4,
+                "zero_optimization": {"stage": stage},
+                "zero_allow_untested_optimizer": True,
+                "gradient_clipping": 1e-3,  # the clip happens inside step(), after the hook
+            }
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+            engine.backward(engine(x).square().mean())
+            engines[stage] = (engine, model, full)
+        yield engines
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_deepspeed_zero_optimizer(zero_engines: Any) -> None:
+    for stage, (engine, _, _) in zero_engines.items():
+        found = compat.deepspeed_zero_optimizer(engine.optimizer)
+        assert found is not None and found[0] is engine.optimizer and found[1] == stage
+        assert found[1] == engine.zero_optimization_stage()  # DeepSpeed's public answer
+        assert compat.deepspeed_unsupported(*found) is None
+        assert compat.deepspeed_loss_scale(found[0]) == 1.0
+        assert compat.deepspeed_dp_group(found[0]) is not None
+
+
+def test_deepspeed_grad_partitions(zero_engines: Any) -> None:
+    # stage order matters for nothing here: each engine was stepped by no one yet
+    for stage, (engine, model, full) in zero_engines.items():
+        seen: list[Any] = []
+
+        def record(zero: Any = engine.optimizer, stage: int = stage, seen: list[Any] = seen) -> None:
+            seen.append(compat.deepspeed_grad_partitions(zero, stage))
+
+        remove = compat.hook_deepspeed_step(engine.optimizer, record)
+        engine.step()
+        remove()
+        pairs = seen[0]
+        assert pairs is not None
+        own = {id(p) for p in model.parameters()}
+        assert {id(p) for p, _ in pairs} <= own  # the model's own parameter objects
+        by_param = {id(p): g for p, g in pairs}
+        for p, g in zip(model.parameters(), full):
+            # one rank holds every slice: each parameter's slice is its whole (flattened) gradient
+            local = by_param[id(p)].reshape(-1)[: g.numel()]
+            torch.testing.assert_close(local, g.reshape(-1), rtol=1e-5, atol=1e-7)
+        squares = sum(float(g.float().square().sum()) for _, g in pairs)
+        # DeepSpeed's own pre-clip global norm (the clip at 1e-3 did act: the norm is far above it)
+        assert math.sqrt(squares) == pytest.approx(float(engine.get_global_grad_norm()), rel=1e-5)
+        assert math.sqrt(squares) > 1e-2
+
+
+def test_deepspeed_step_hook(zero_engines: Any) -> None:
+    engine, _, _ = zero_engines[2]
+    calls: list[str] = []
+    original = type(engine.optimizer).step
+    remove = compat.hook_deepspeed_step(engine.optimizer, lambda: calls.append("before"))
+    assert "step" in vars(engine.optimizer)
+    engine.backward(engine(torch.randn(4, 5)).sum())
+    engine.step()  # the engine calls self.optimizer.step(), by attribute: the hook runs
+    assert calls == ["before"]
+    remove()
+    assert "step" not in vars(engine.optimizer) and type(engine.optimizer).step is original
 
 
 class RestoreProbe(TrainerCallback, ExportableState):

@@ -3,6 +3,7 @@
 Usage (the tests run it, each process writes ``OUT_DIR/rank<R>.json``):
 
     python run_all_plugins.py single OUT_DIR                           # 1 process, batch 16
+    torchrun --nproc_per_node=2 run_all_plugins.py zero2 OUT_DIR       # DeepSpeed ZeRO-1/2/3 (DS_ACCELERATOR=cpu)
     torchrun --nproc_per_node=2 run_all_plugins.py ddp OUT_DIR         # 2 processes x batch 8 (gloo)
     torchrun --nnodes=2 --node_rank=R --nproc_per_node=1 ... nodes OUT_DIR   # 2 "nodes", save_on_each_node
 
@@ -59,6 +60,33 @@ def _watch_deletions(output_dir: str) -> None:
         wrap(os, name)
 
 
+def deepspeed_config(mode: str) -> dict[str, Any] | None:
+    """The DeepSpeed config of the ``zero1``/``zero2``/``zero3`` modes (fp32, the Trainer's optimizer and scheduler)."""
+    if not mode.startswith("zero"):
+        return None
+    return {
+        "zero_optimization": {"stage": int(mode[-1])},
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_allow_untested_optimizer": True,
+    }
+
+
+def gloo_only_deepspeed() -> None:
+    """Keep DeepSpeed's CPU accelerator on plain gloo: no JIT build of its shared-memory all-reduce op.
+
+    On the CPU accelerator DeepSpeed compiles ``deepspeed_shm_comm`` with ninja the first time a
+    process group starts (5 minutes on 2 cores here); the runs need no op, so the builder returns
+    nothing and DeepSpeed falls back to torch.distributed's gloo collectives.
+    """
+    import importlib
+
+    # by name: ``import deepspeed.comm.torch as m`` binds the ``torch`` that deepspeed.comm re-exports
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
 def main(mode: str, out_dir: str) -> None:
     from transformers import (
         DataCollatorWithPadding,
@@ -71,6 +99,8 @@ def main(mode: str, out_dir: str) -> None:
     from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
     from trainer_callbacks.core.testing import tiny_bert
 
+    if mode.startswith("zero"):
+        gloo_only_deepspeed()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     output_dir = os.path.join(out_dir, "run")
@@ -104,6 +134,7 @@ def main(mode: str, out_dir: str) -> None:
         train_sampling_strategy="sequential",
         average_tokens_across_devices=False,  # BERT's loss is already a mean (see gradviz's distributed test)
         save_on_each_node=mode == "nodes",
+        deepspeed=deepspeed_config(mode),
         use_cpu=True,
         report_to="none",
         disable_tqdm=True,

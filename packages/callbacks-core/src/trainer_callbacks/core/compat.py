@@ -37,6 +37,7 @@ CHECKED_AGAINST: Mapping[str, str] = {
     "accelerate": "1.15",
     "mlflow-skinny": "3.17",
     "tensorboard": "2.21",
+    "deepspeed": "0.19.8",
 }
 """The versions every assumption below was read from and tested with."""
 
@@ -192,6 +193,33 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
             "none: the Trainer offers no hook around its callback restore",
             "the user's callback object is not put back in the handler: the Trainer's rebuilt copy runs and "
             "the user's own reference does not see the run",
+        ),
+        Assumption(
+            "deepspeed-zero-optimizer",
+            "accelerate's DeepSpeedOptimizerWrapper keeps DeepSpeed's ZeRO optimizer in `optimizer`; it is a "
+            "DeepSpeedZeroOptimizer (stages 1 and 2; `partition_gradients` tells 2 from 1) or a "
+            "DeepSpeedZeroOptimizer_Stage3, with `dp_process_group`, `loss_scale` and the offload flags "
+            "`cpu_offload` (1/2) / `offload_optimizer` (3) (deepspeed 0.19)",
+            "DeepSpeedEngine.optimizer and zero_optimization_stage() (the engine is not handed to callbacks)",
+            "gradviz says at train begin that it cannot measure this run under DeepSpeed, and logs no group norms",
+        ),
+        Assumption(
+            "deepspeed-grad-partitions",
+            "when ZeRO's optimizer.step() starts, `averaged_gradients[i]` holds this rank's reduced, unclipped, "
+            "loss-scaled gradient slices of param group i: for stages 1/2 one tensor per parameter of "
+            "`params_in_partition[i]` in order, padding tensors marked `_zero_padding` or trailing; for stage 3 "
+            "one tensor per parameter of `fp16_groups[i]` (its ds_tensor partition); every rank's slices together hold "
+            "each gradient exactly once (deepspeed 0.19: what get_grad_norm_direct sums)",
+            "deepspeed.utils.safe_get_local_grad(param) (ZeRO-3 only, one call and copy per parameter) and "
+            "safe_get_full_grad(param) (gathers the full gradient: one collective per parameter)",
+            "gradviz warns once and logs no group norms for the step",
+        ),
+        Assumption(
+            "deepspeed-step-hook",
+            "DeepSpeedEngine.step() calls `self.optimizer.step()` by attribute lookup, so a wrapper set on the "
+            "ZeRO optimizer instance runs first, after the gradients are reduced and before the clip and update",
+            "none: DeepSpeed's optimizers are not torch.optim.Optimizer and have no step hooks",
+            "gradviz measures nothing (it warns that the step was not observed)",
         ),
     )
 }
@@ -641,3 +669,105 @@ def optimizer_has_step_hooks(optimizer: Any) -> bool:
 def mark_optimizer_stepped(optimizer: Any) -> None:
     """What ``optimizer.step()`` flags for ``LRScheduler.step()`` (``_opt_called``), without stepping."""
     optimizer._opt_called = True
+
+
+# ---- DeepSpeed ZeRO (deepspeed 0.19.8; imported only when the run uses it) ------------------------
+
+
+def deepspeed_zero_optimizer(optimizer: Any) -> tuple[Any, int] | None:
+    """DeepSpeed's ZeRO optimizer behind the Trainer's optimizer and its stage (1, 2, 3), else ``None``.
+
+    Checked against deepspeed 0.19.8 / accelerate 1.15 (``DeepSpeedOptimizerWrapper.optimizer``).
+    Public route: ``DeepSpeedEngine.optimizer`` / ``zero_optimization_stage()`` (the engine is not
+    handed to callbacks).
+    """
+    stage12 = _loaded("deepspeed.runtime.zero.stage_1_and_2", "DeepSpeedZeroOptimizer")
+    stage3 = _loaded("deepspeed.runtime.zero.stage3", "DeepSpeedZeroOptimizer_Stage3")
+    for inner in (optimizer, getattr(optimizer, "optimizer", None)):  # the ZeRO optimizer, or its wrapper
+        if stage3 is not None and isinstance(inner, stage3):
+            return inner, 3
+        if stage12 is not None and isinstance(inner, stage12):
+            if not hasattr(inner, "partition_gradients"):
+                broken("deepspeed-zero-optimizer", "DeepSpeedZeroOptimizer has no attribute partition_gradients")
+                return None
+            return inner, 2 if inner.partition_gradients else 1
+    return None
+
+
+def deepspeed_unsupported(zero: Any, stage: int) -> str | None:
+    """Why this ZeRO set-up keeps its gradients where ``deepspeed_grad_partitions`` cannot read them, or ``None``."""
+    if getattr(zero, "cpu_offload" if stage < 3 else "offload_optimizer", False):
+        return (
+            "offload_optimizer is on: the reduced gradients live in the CPU copy of the fp32 partition, "
+            "not in the partitions gradviz reads"
+        )
+    if getattr(zero, "has_moe_layers", False):
+        return "the model has mixture-of-experts layers, whose gradients DeepSpeed reduces over other groups"
+    mp_group = getattr(zero, "model_parallel_group", None)
+    if mp_group is not None:
+        import torch.distributed as dist
+
+        if dist.get_world_size(mp_group) > 1:
+            return "model (tensor) parallelism is on: a group's slices would be summed over more than the DP group"
+    return None
+
+
+def deepspeed_grad_partitions(zero: Any, stage: int) -> list[tuple[Any, Any]] | None:
+    """``(parameter, its local reduced gradient slice)`` pairs of this rank, read as ZeRO's step starts.
+
+    Checked against deepspeed 0.19.8: ``averaged_gradients`` (see the ``deepspeed-grad-partitions``
+    assumption). The slices are loss-scaled (divide by ``zero.loss_scale``) and unclipped.
+    ``None`` (after a warning) when the layout is not the one described.
+    """
+    pairs: list[tuple[Any, Any]] = []
+    try:
+        averaged = zero.averaged_gradients
+        groups = zero.fp16_groups if stage == 3 else zero.params_in_partition
+        for i, params in enumerate(groups):
+            grads = averaged.get(i) if isinstance(averaged, dict) else averaged[i]
+            if grads is None:
+                continue
+            if stage < 3:  # padding: marked, or (unpadded layout) one trailing zeros tensor, as zip drops it
+                grads = [g for g in grads if not getattr(g, "_zero_padding", False)][: len(params)]
+            if len(grads) != len(params):
+                broken(
+                    "deepspeed-grad-partitions",
+                    f"param group {i} has {len(params)} parameters in this partition but {len(grads)} gradient slices",
+                )
+                return None
+            pairs.extend(zip(params, grads))
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        broken("deepspeed-grad-partitions", f"{type(exc).__name__}: {exc}")
+        return None
+    return pairs
+
+
+def deepspeed_dp_group(zero: Any) -> Any:
+    """The data-parallel process group ZeRO partitions over (``dp_process_group``; deepspeed 0.19.8)."""
+    return zero.dp_process_group
+
+
+def deepspeed_loss_scale(zero: Any) -> float:
+    """The factor the gradient slices still carry (``loss_scale``: 1.0 without fp16 loss scaling)."""
+    return float(zero.loss_scale)
+
+
+def hook_deepspeed_step(zero: Any, before: Callable[[], None]) -> Callable[[], None]:
+    """Run ``before()`` each time ZeRO's ``step()`` starts; returns the function that removes the hook.
+
+    Checked against deepspeed 0.19.8: ``DeepSpeedEngine._take_model_step`` calls
+    ``self.optimizer.step()``, so a wrapper on the instance runs first (no public hook exists).
+    """
+    original = zero.step
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        before()
+        return original(*args, **kwargs)
+
+    zero.step = step
+
+    def remove() -> None:
+        if zero.__dict__.get("step") is step:
+            del zero.step
+
+    return remove

@@ -27,6 +27,7 @@ from trainer_callbacks.gradviz.options import GradNormOptions
 from trainer_callbacks.gradviz.sharding import all_reduce_partials, local_tensor, shard_groups
 from trainer_callbacks.gradviz.timing import logging_strategy, steps_per_epoch, will_log
 from trainer_callbacks.gradviz.update_ratio import StagedWeights, before_store
+from trainer_callbacks.gradviz.zero import ZeroGroupNorms, zero_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,10 @@ class GradNormLogger(PluginCallback):
         self._shard_groups: list[Any] = []
         self._capture = getattr(self, "_capture", None) or BackwardEndCapture(self._on_backward_end)
         self._capture.disarm()
+        if getattr(self, "_zero", None) is not None:
+            self._zero.remove()
+        self._zero: ZeroGroupNorms | None = None  # DeepSpeed ZeRO: norms from its gradient partitions
+        self._deepspeed = False
         self._updates_per_epoch: int | None = None
         self._scaler: Any = None
         self._disabled = False
@@ -156,19 +161,63 @@ class GradNormLogger(PluginCallback):
         return []
 
     def setup_run(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if _uses_deepspeed(args):
-            self._disabled = True
-            self._warn_once(
-                "deepspeed",
-                "GradNormLogger: DeepSpeed ZeRO keeps gradients in its own partitioned buffers and p.grad is None "
-                "for callbacks, so no per-group gradient norms can be measured; gradviz logs nothing in this run "
-                "(the Trainer's total grad_norm is still logged).",
-            )
-            return
+        self._deepspeed = _uses_deepspeed(args)
         model: torch.nn.Module | None = kwargs.get("model")
         if model is not None:  # the Trainer has prepared (wrapped, sharded) the model by on_train_begin
             self._bind(model)
             self._updates_per_epoch = steps_per_epoch(kwargs.get("train_dataloader"), args.gradient_accumulation_steps)
+            if self._deepspeed:
+                self._bind_zero(kwargs.get("optimizer"))
+
+    def _bind_zero(self, optimizer: Any) -> None:
+        """Under DeepSpeed: read ZeRO's own gradient partitions (gradviz/zero.py), or say once why not."""
+        if self._zero is not None:
+            self._zero.remove()
+            self._zero = None
+        found = zero_optimizer(optimizer)
+        reason = None
+        if found is None:
+            reason = (
+                f"the optimizer ({type(getattr(optimizer, 'optimizer', optimizer)).__name__}) is not DeepSpeed's "
+                "ZeRO optimizer (stage 0, or a DeepSpeed version whose internals gradviz does not know), and p.grad "
+                "is None for callbacks under DeepSpeed"
+            )
+        else:
+            zero, stage = found
+            grouping = self.grouping
+            assert grouping is not None  # _bind ran first
+            self._zero = ZeroGroupNorms(
+                zero, stage, self._params, grouping.group_of, len(grouping.groups), self.norm_type, self._zero_partial
+            )
+            reason = self._zero.unsupported
+            if reason is not None:
+                reason = f"ZeRO stage {stage}: {reason}"
+                self._zero = None
+        if reason is not None:
+            self._disabled = True
+            self._warn_once(
+                "deepspeed",
+                f"GradNormLogger: per-group gradient norms cannot be measured exactly in this DeepSpeed run: {reason}; "
+                "gradviz logs no grad_norm/<group> in this run (the Trainer's total grad_norm is still logged).",
+            )
+            return
+        self._zero.install()
+        if self.log_param_norm or self.log_update_ratio:
+            self._warn_once(
+                "deepspeed_params",
+                "GradNormLogger: under DeepSpeed the engine updates the parameters inside training_step, before "
+                "any callback event of the step, so param_norm/<group> and update_ratio/<group> are not logged "
+                "(log_param_norm / log_update_ratio are ignored); grad_norm/<group> is.",
+            )
+
+    def _zero_partial(self, partial: torch.Tensor) -> None:
+        self._grad_partial = partial
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._zero is not None:  # leave DeepSpeed's optimizer as it was
+            self._zero.remove()
+            self._zero = None
+        super().on_train_end(args, state, control, **kwargs)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -215,11 +264,19 @@ class GradNormLogger(PluginCallback):
         model: torch.nn.Module | None = kwargs.get("model")
         if model is None or self._disabled:
             return
+        optimizer = kwargs.get("optimizer")
         if self._model is not model:
             self._bind(model)
             self._updates_per_epoch = steps_per_epoch(kwargs.get("train_dataloader"), args.gradient_accumulation_steps)
-        optimizer = kwargs.get("optimizer")
-        self._scaler = compat.grad_scaler(optimizer)
+            if self._deepspeed:
+                self._bind_zero(optimizer)
+                if self._disabled:
+                    return
+        if self._zero is not None:  # ZeRO: measured when its step starts (inside training_step)
+            self._scaler = self._zero if self._zero.loss_scaled else None
+            self._zero.armed = False
+        else:
+            self._scaler = compat.grad_scaler(optimizer)
         decision = will_log(
             state.global_step + 1,
             args=args,
@@ -232,7 +289,9 @@ class GradNormLogger(PluginCallback):
         self._grad_partial = None
         if decision:
             self._predicted_step = state.global_step + 1
-        if self._measure or self.on_nonfinite == "raise":
+        if (self._measure or self.on_nonfinite == "raise") and self._zero is not None:
+            self._zero.armed = True
+        elif self._measure or self.on_nonfinite == "raise":
             self._capture.arm(model)
 
     def _on_backward_end(self) -> None:
@@ -269,7 +328,14 @@ class GradNormLogger(PluginCallback):
         step = state.global_step + 1
         partial = self._grad_partial
         if partial is None:
-            if self._capture.fired:
+            if self._zero is not None:
+                self._warn_once(
+                    "no_zero_step",
+                    f"GradNormLogger: DeepSpeed's ZeRO step of step {step} was not observed"
+                    + (" (its gradient partitions could not be read)" if self._zero.failed else "")
+                    + "; no gradient norms are logged for such steps.",
+                )
+            elif self._capture.fired:
                 self._warn_once(
                     "no_grads",
                     f"GradNormLogger: no trainable parameter has a .grad after the backward pass of step {step} "
@@ -294,7 +360,7 @@ class GradNormLogger(PluginCallback):
         if self.on_nonfinite == "raise" and later and not bool(torch.isfinite(partial).all()):
             self._handle_nonfinite(args, state, step, partial.tolist())
         tensors = [partial]
-        if self.log_param_norm or self.log_update_ratio:
+        if (self.log_param_norm or self.log_update_ratio) and self._zero is None:
             pkernel = self._param_kernel
             assert pkernel is not None  # set by _bind; a captured partial implies a bound model
             locals_ = [local_tensor(p.detach()) for p in self._params]
@@ -366,8 +432,8 @@ class GradNormLogger(PluginCallback):
 
     # ---- turning the one transfer into scalars ------------------------------------------
     def _finish(self, args: Any, state: Any, step: int, values: list[float]) -> None:
-        grouping, kernel = self.grouping, self._grad_kernel
-        assert grouping is not None and kernel is not None
+        grouping = self.grouping
+        assert grouping is not None
         n = len(grouping.groups)
         grad_partial = values[:n]
         self.last_measured_step = step
@@ -381,7 +447,7 @@ class GradNormLogger(PluginCallback):
         for group, value in zip(grouping.groups, norms):
             if math.isfinite(value):
                 scalars[f"grad_norm/{group}"] = value
-        if self.log_param_norm or self.log_update_ratio:
+        if (self.log_param_norm or self.log_update_ratio) and self._zero is None:
             params = [self._finish_one(v) for v in values[n : 2 * n]]
             if self.log_param_norm:
                 scalars.update({f"param_norm/{g}": v for g, v in zip(grouping.groups, params)})
