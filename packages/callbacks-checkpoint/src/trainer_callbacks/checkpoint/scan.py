@@ -73,11 +73,17 @@ def is_complete(entries: Sequence[os.DirEntry[str]] | Sequence[str]) -> bool:
 
     ``trainer_state.json`` is written near the end of the Trainer's ``_save_checkpoint``, after
     the weights, optimizer, scheduler and RNG state; so a checkpoint with both was fully written
-    by a save that returned (or at least got past the weights).
+    by a save that returned (or at least got past the weights). A DeepSpeed checkpoint (a
+    ``global_stepN`` folder or a ``latest`` file) is complete only with both.
     """
     names = {e if isinstance(e, str) else e.name for e in entries}
     if TRAINER_STATE not in names:
         return False
+    engine = [n for n in names if n.startswith("global_step")]
+    if engine or "latest" in names:
+        # DeepSpeed: resume loads the global_stepN folder that the ``latest`` tag file names (written
+        # after the folder); without either, the Trainer's resume fails, so the checkpoint is not complete
+        return bool(engine) and "latest" in names
     if names.intersection(WEIGHT_FILES):
         return True
     return any(n.startswith(WEIGHT_DIR_PREFIXES) or n.startswith("global_step") for n in names)
