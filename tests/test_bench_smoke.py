@@ -27,7 +27,7 @@ EXPECTED_MEDIANS = {
         "1L/wandb histograms",
     ],
     "discovery": ["import transformers.trainer_callback", "trainer-callbacks list", "python -c pass"],
-    "pruning": ["2MiB/trainer rotation (sync rmtree)/block", "2MiB/pruner background/block"],
+    "pruning": ["2MiB/pruner (paced)/block", "2MiB/pruner (paced)/added", "10 folders/block", "50 folders/block"],
     "simulator": ["no callbacks", "all plugins", "all plugins, record_events=False"],
     "update_ratio": ["toy/full copy/extra fraction", "toy/staged/extra fraction"],
 }
