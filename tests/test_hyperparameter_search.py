@@ -59,11 +59,12 @@ def build_trainer(output_dir: Path, callbacks: list[Any], **overrides: Any) -> A
             num_attention_heads=2,
             intermediate_size=48,
             max_position_embeddings=48,
-            num_labels=2,
         )
+        # set through the property: transformers 5 takes num_labels only as an undeclared **kwargs entry
+        config.num_labels = 2
         return BertForSequenceClassification(config)
 
-    options = dict(
+    options: dict[str, Any] = dict(
         output_dir=str(output_dir),
         max_steps=MAX_STEPS,
         per_device_train_batch_size=16,

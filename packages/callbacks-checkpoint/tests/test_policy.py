@@ -88,7 +88,7 @@ def test_worked_example_last_best_milestones() -> None:
         for i, v in enumerate(
             [None, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.35, 0.32, 0.30, 0.31, 0.33, 0.34, 0.36, 0.37, 0.38]
         )
-        if i
+        if v is not None  # step 0: no checkpoint
     }
     ckpts = [info(s, eval_loss=v) for s, v in losses.items()]
     policy = RetentionPolicy(keep_last=2, keep_best=3, monitor={"eval_loss": "min"}, keep_every_n_steps=10_000)

@@ -99,6 +99,7 @@ def test_frequent_events_become_ticks_and_rare_ones_stay_lines() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from trainer_callbacks.core.plotting import FREQUENT, PlotEvent, _mark_events
 
@@ -109,5 +110,6 @@ def test_frequent_events_become_ticks_and_rare_ones_stay_lines() -> None:
     lines = {line.get_label(): line for line in ax.get_lines()}
     plt.close(fig)
     ticks = lines[f"prune ({len(prunes)})"]
-    assert list(ticks.get_xdata()) == [e.step for e in prunes] and ticks.get_marker() == "|"
-    assert list(lines["early stop"].get_xdata()) == [75, 75]  # a full-height vertical line
+    # get_xdata is annotated ArrayLike (a scalar too): as an array, then a list
+    assert np.asarray(ticks.get_xdata()).tolist() == [e.step for e in prunes] and ticks.get_marker() == "|"
+    assert np.asarray(lines["early stop"].get_xdata()).tolist() == [75, 75]  # a full-height vertical line

@@ -35,6 +35,7 @@ def test_logged_names_and_values(drive: Any) -> None:
     assert _entries(history, "early_stopping/best/eval_loss") == [(10, 1.0), (20, 0.9), (30, 0.9), (40, 0.9), (50, 0.9)]
     assert _entries(history, "early_stopping/stopped") == [(50, 1.0)]
     reason = cb.stop_reason
+    assert reason is not None
     assert (reason.kind, reason.metrics, reason.step) == ("patience", ("eval_loss", "eval_accuracy"), 50)
     assert reason.values == {"eval_loss": 0.96, "eval_accuracy": 0.65}
     assert cb.best == {"eval_loss": (0.9, 20), "eval_accuracy": (0.7, 30)}
@@ -59,6 +60,7 @@ def test_pareto_logs_its_shared_wait(drive: Any) -> None:
     )
     assert index == 4
     assert [v for _, v in _entries(d.state.log_history, "early_stopping/wait/pareto")] == [0, 0, 0, 1, 2]
+    assert cb.stop_reason is not None
     assert "no Pareto improvement" in cb.stop_reason.message
 
 
@@ -92,6 +94,7 @@ def test_several_eval_datasets_are_one_evaluation(drive: Any) -> None:
         stopped_a = d.evaluate(step, {"eval_a_loss": a, "eval_a_runtime": 0.1})
         assert not stopped_a, "the decision waits for dataset b"
         stopped_b = d.evaluate(step, {"eval_b_loss": b, "eval_b_runtime": 0.1})
+    assert cb.stop_reason is not None
     assert stopped_b and cb.stop_reason.step == 3
     # one set of counters per step, not one per call
     assert [s for s, _ in _entries(d.state.log_history, "early_stopping/wait/eval_a_loss")] == [1, 2, 3]
@@ -177,6 +180,7 @@ def test_goal_and_divergence_per_metric(drive: Any) -> None:
     )
     d = drive(cb)
     assert d.run([{"eval_loss": 1.0, "eval_accuracy": 0.5}, {"eval_loss": 0.9, "eval_accuracy": 0.95}]) == 1
+    assert cb.stop_reason is not None
     assert cb.stop_reason.kind == "goal" and cb.stop_reason.metrics == ("eval_accuracy",)
     assert cb.stop_reason.message == "eval_accuracy=0.95 reached stopping_threshold 0.9"
     assert cb.best["eval_accuracy"] == (0.95, 2)  # line 4 still ran at the stopping evaluation

@@ -12,7 +12,13 @@ import pytest
 
 from trainer_callbacks.core import create, create_all
 from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.earlystop import EarlyStopping, Metric
+from trainer_callbacks.earlystop import EarlyStopping, EarlyStoppingRule, Metric
+
+
+def _rule(cb: EarlyStopping) -> EarlyStoppingRule:
+    """``cb``'s rule, resolved at construction when every metric's mode is known (else ``None``)."""
+    assert cb._rule is not None, "the rule is unresolved: a metric's mode is not known yet"
+    return cb._rule
 
 
 @pytest.mark.parametrize(
@@ -72,7 +78,7 @@ def test_names_get_the_eval_prefix_and_settings_merge() -> None:
         stopping_threshold={"loss": 0.05},
     )
     assert cb.monitored == ["eval_loss", "eval_accuracy", "eval_error"]
-    rules = {m.name: m for m in cb._rule.metrics}
+    rules = {m.name: m for m in _rule(cb).metrics}
     assert (rules["eval_loss"].patience, rules["eval_loss"].threshold, rules["eval_loss"].stopping_threshold) == (
         2,
         0.1,
@@ -86,10 +92,10 @@ def test_names_get_the_eval_prefix_and_settings_merge() -> None:
 
 
 def test_bare_string_modes(training_args: Any) -> None:
-    assert EarlyStopping("eval_loss")._rule.metrics[0].mode == "min"
-    assert EarlyStopping("perplexity")._rule.metrics[0].mode == "min"
-    assert EarlyStopping("eval_wer")._rule.metrics[0].mode == "min"
-    assert EarlyStopping("accuracy")._rule.metrics[0].mode == "max"  # a score word (core.infer_mode)
+    assert _rule(EarlyStopping("eval_loss")).metrics[0].mode == "min"
+    assert _rule(EarlyStopping("perplexity")).metrics[0].mode == "min"
+    assert _rule(EarlyStopping("eval_wer")).metrics[0].mode == "min"
+    assert _rule(EarlyStopping("accuracy")).metrics[0].mode == "max"  # a score word (core.infer_mode)
     # unknown direction: not an error yet (args may tell), an error at train begin if they do not
     cb = EarlyStopping("drift")
     assert cb._rule is None
@@ -105,10 +111,10 @@ def test_bare_string_modes(training_args: Any) -> None:
 
 def test_from_training_args(training_args: Any) -> None:
     cb = EarlyStopping.from_training_args(training_args(metric_for_best_model="f1"), patience=2, threshold=0.01)
-    rule = cb._rule.metrics[0]
+    rule = _rule(cb).metrics[0]
     assert (rule.name, rule.mode, rule.patience, rule.threshold) == ("eval_f1", "max", 2, 0.01)
     cb = EarlyStopping.from_training_args(training_args(metric_for_best_model="loss"))
-    assert (cb._rule.metrics[0].mode, cb._rule.metrics[0].patience) == ("min", 1)  # EarlyStoppingCallback's default
+    assert (_rule(cb).metrics[0].mode, _rule(cb).metrics[0].patience) == ("min", 1)  # EarlyStoppingCallback's default
     with pytest.raises(ConfigurationError, match="metric_for_best_model"):
         EarlyStopping.from_training_args(training_args())
 

@@ -98,6 +98,7 @@ def test_simulated_runs_match_the_reference(reference: Any, setup: Any, stream: 
     else:
         index, kind, names = stop
         assert index == len(evaluations) - 1, "the run went on after the stop"
+        assert cb.stop_reason is not None
         assert sim.state.global_step == evaluations[index][0] == cb.stop_reason.step
         assert (cb.stop_reason.kind, set(cb.stop_reason.metrics)) == (kind, set(names))
     for name in NAMES:

@@ -58,6 +58,7 @@ def test_stop_by_hand_with_trackers(tiny_trainer: Any, tmp_path: Path, monkeypat
     trainer.train()
     assert trainer.state.global_step == 5
     reason = cb.stop_reason
+    assert reason is not None
     assert (reason.kind, reason.step, set(reason.metrics)) == ("patience", 5, {"eval_loss", "eval_score"})
     loss = _log(trainer, "eval_loss")[0][1]
     assert cb.best == {"eval_loss": (loss, 1), "eval_score": (0.6, 3)}
@@ -127,6 +128,7 @@ def test_real_learning_matches_the_reference(tiny_trainer: Any, reference: Any) 
     expected = reference.trajectory(metrics, evaluations, combine="any")
     stop_step = evaluations[index][0]
     assert stop_step <= 4
+    assert cb.stop_reason is not None
     assert trainer.state.global_step == stop_step == cb.stop_reason.step
     assert (cb.stop_reason.kind, set(cb.stop_reason.metrics)) == (kind, set(names))
     for name in ("eval_loss", "eval_score"):
@@ -145,6 +147,7 @@ def test_resume_stops_where_the_uninterrupted_run_did(tiny_trainer: Any, tmp_pat
     whole = EarlyStopping("eval_loss", patience=4)
     trainer = tiny_trainer([whole], output_dir=str(tmp_path / "whole"), **options)
     trainer.train()
+    assert whole.stop_reason is not None
     assert trainer.state.global_step == 5 == whole.stop_reason.step
     for checkpoint in ("checkpoint-2", "checkpoint-4"):
         resumed = EarlyStopping("eval_loss", patience=4)
@@ -164,6 +167,7 @@ def test_one_instance_serves_two_train_calls(tiny_trainer: Any) -> None:
     trainer.train()
     first = cb.stop_reason
     trainer.train()
+    assert first is not None and cb.stop_reason is not None
     assert trainer.state.global_step == 3 == first.step == cb.stop_reason.step
 
 

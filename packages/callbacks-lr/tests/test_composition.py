@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -65,7 +66,7 @@ def test_lr_is_schedule_times_scale(name: str, metrics, patience: int, cooldown:
     build, schedule = SCHEDULES[name]
     peaks = [5e-3, 1e-3]
     optimizer = sgd(peaks)
-    kwargs = dict(mode="min", factor=0.5, patience=patience, cooldown=cooldown)
+    kwargs: dict[str, Any] = dict(mode="min", factor=0.5, patience=patience, cooldown=cooldown)
     result = trainer_loop(
         ReduceLROnPlateau(**kwargs),
         training_args("/tmp/lr-comp"),
@@ -107,7 +108,7 @@ def test_torch_multiplicative_schedulers_compose_exactly(name: str, tmp_path) ->
     """Reference: the same scheduler without the callback, times the oracle's scale."""
     build = _torch_schedulers()[name]
     metrics = [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.2, 0.3, 0.3, 0.3, 0.3]  # cuts after evaluations 2, 5, 10
-    kwargs = dict(mode="min", factor=0.5, patience=1)
+    kwargs: dict[str, Any] = dict(mode="min", factor=0.5, patience=1)
     plain_opt = sgd([0.1, 0.02])
     plain = build(plain_opt)
     reference = []
@@ -166,7 +167,7 @@ def test_every_transformers_schedule_is_a_multiplier(name: str, tmp_path) -> Non
     optimizer = sgd([0.01])
     scheduler = build(optimizer)
     assert scheduler_support(scheduler).kind == "exact"
-    kwargs = dict(mode="min", factor=0.5, patience=1)
+    kwargs: dict[str, Any] = dict(mode="min", factor=0.5, patience=1)
     result = trainer_loop(
         ReduceLROnPlateau(**kwargs), training_args(tmp_path), optimizer, scheduler, metrics, steps_per_eval=3
     )

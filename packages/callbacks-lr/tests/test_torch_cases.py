@@ -15,6 +15,8 @@ list), so they check nothing; their composition is covered in ``test_composition
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 import pytest
 import torch
 from lr_testing import sgd, torch_oracle_lrs, trainer_loop, training_args
@@ -22,7 +24,15 @@ from lr_testing import sgd, torch_oracle_lrs, trainer_loop, training_args
 from trainer_callbacks.lr import ReduceLROnPlateau
 from trainer_callbacks.lr.plateau import PlateauRule
 
-CASES = {
+
+class Case(TypedDict):
+    epochs: int
+    metrics: list[float]
+    kwargs: dict[str, Any]  # ReduceLROnPlateau's (and torch's scheduler's) keyword arguments
+    targets: list[list[float]]
+
+
+CASES: dict[str, Case] = {
     # test_reduce_lr_on_plateau1: epochs=10, metrics 10 - i*0.0167, abs threshold 0.01: always improving.
     "plateau1": dict(
         epochs=10,

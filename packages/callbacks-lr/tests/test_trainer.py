@@ -162,7 +162,9 @@ def test_metrics_reach_tensorboard_and_mlflow(tmp_path, monkeypatch) -> None:
     assert sorted(scalars["lr_plateau/new_lr/group_1"]) == [(8, pytest.approx(PEAK / 2))]
 
     client = MlflowClient()
-    run = client.search_runs([client.get_experiment_by_name("lr").experiment_id])[0]
+    experiment = client.get_experiment_by_name("lr")
+    assert experiment is not None
+    run = client.search_runs([experiment.experiment_id])[0]
     history = client.get_metric_history(run.info.run_id, "lr_plateau.scale")
     assert sorted((m.step, m.value) for m in history) == list(zip([2, 4, 6, 8], expected_scale))
     assert [m.value for m in client.get_metric_history(run.info.run_id, "lr_plateau.scale.group_1")][-1] == 0.5

@@ -141,7 +141,7 @@ def _run_both(setup: strategies.TrainingSetup, script: list[tuple[Any, ...]], ro
         )
     except Exception as exc:  # the simulator must then fail the same way
         real_error = exc
-    losses = [{"eval_loss": e.payload["eval_loss"]} for e in real_rec.events if e.name == "on_evaluate"]
+    losses = [{"eval_loss": (e.payload or {})["eval_loss"]} for e in real_rec.events if e.name == "on_evaluate"]
     try:
         sim = simulate(
             strategies.build_args(setup.kwargs, sim_dir),
@@ -169,7 +169,9 @@ def _run_both(setup: strategies.TrainingSetup, script: list[tuple[Any, ...]], ro
 
 def _examples(minimum: int = 200) -> int:
     # At least `minimum` examples, more under a deeper profile (HYPOTHESIS_PROFILE=deep).
-    return max(minimum, settings.default.max_examples)
+    default = settings.default
+    assert default is not None  # None only before hypothesis has loaded a profile
+    return max(minimum, default.max_examples)
 
 
 @pytest.mark.slow
@@ -339,7 +341,7 @@ class Side:
                     )
                     self.trainer = build_trainer(args, callbacks, train_dataset=dataset)
                 else:
-                    size = {"train_dataset_len": run.train_dataset_len} if run.sized else {}
+                    size: dict[str, Any] = {"train_dataset_len": run.train_dataset_len} if run.sized else {}
                     self.trainer = Simulation(args, callbacks, self._metrics, save_checkpoints=True, **size)
             if self.trainer is None:
                 raise LookupError("no Trainer to train again (the previous one was refused)")
@@ -375,7 +377,7 @@ def _run_sequence(runs: list[Run], root: str) -> list[str]:
         kind = f"{run.how}{'' if run.sized else ' (no length)'}"
         labels.append(f"{kind}: {type(real.error).__name__} {str(real.error)[:50]}")
         expected.append((_outcome(real), repr(real.error)))
-        losses.append([e.payload["eval_loss"] for e in real.events if e.name == "on_evaluate"])
+        losses.append([(e.payload or {})["eval_loss"] for e in real.events if e.name == "on_evaluate"])
     sim = Side(False, os.path.join(root, "sim"), feed)
     for i, run in enumerate(runs):
         feed.clear()

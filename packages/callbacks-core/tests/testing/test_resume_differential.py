@@ -76,7 +76,7 @@ def _callbacks(twins: bool = True) -> list[Any]:
 
 
 def _summary(callbacks: list[Any]) -> list[Any]:
-    out = []
+    out: list[tuple[object, ...] | str] = []
     for cb in callbacks:
         if isinstance(cb, CountingCallback):
             out.append(("Counter", cb.tag, cb.steps, cb.evals))
@@ -180,10 +180,10 @@ def test_several_train_calls_match(fast_real_trainer: None, tmp_path: Path) -> N
     build_trainer(_args(str(tmp_path / "r"), False, **kw), real_cbs, train_dataset_len=5).train()
 
     sim_cbs = [CountingCallback(), EarlyStoppingCallback(early_stopping_patience=1), RecordingCallback()]
-    metrics = metrics_like(real_cbs[-1].events)
+    metrics = metrics_like(_recorder(real_cbs).events)
     sim = Simulation(_args(str(tmp_path / "s"), False, **kw), sim_cbs, metrics, train_dataset_len=5)
     sim.train()
     sim.train()
     simulate(_args(str(tmp_path / "s"), False, **kw), sim_cbs, metrics, train_dataset_len=5)
-    assert trace(sim_cbs[-1].events) == trace(real_cbs[-1].events)
+    assert trace(_recorder(sim_cbs).events) == trace(_recorder(real_cbs).events)
     assert _summary(sim_cbs) == _summary(real_cbs)

@@ -24,7 +24,9 @@ from trainer_callbacks.core.testing.simulator import (
 
 
 def _args(tmp_path: Path, **kw: Any) -> TrainingArguments:
-    base = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, max_steps=6, logging_steps=1)
+    base: dict[str, Any] = dict(
+        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, max_steps=6, logging_steps=1
+    )
     base.update(kw)
     return TrainingArguments(**base)
 
@@ -41,6 +43,7 @@ def test_non_zero_rank_writes_nothing_and_knows_it_is_not_main(tmp_path: Path) -
     assert not (tmp_path / "out").exists()
     assert set(seen) == {(False, False)}
     # the checkpoints exist on the (shared) filesystem rank 0 writes, so the best one is known here too
+    assert args.output_dir is not None
     assert sim.state.best_model_checkpoint == os.path.join(args.output_dir, "checkpoint-6")
     main = simulate(args, [], save_checkpoints=True)
     assert sorted(os.listdir(tmp_path / "out")) == [c.name for c in main.checkpoints]
