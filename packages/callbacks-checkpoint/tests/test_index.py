@@ -142,3 +142,38 @@ def test_pruner_decisions_with_many_checkpoints_match_a_fresh_pruner(tmp_path: P
     decision = fresh.prune(args, TrainerState(global_step=45))
     assert decision is not None and decision.deleted == ()
     assert sorted(int(p.name.split("-")[1]) for p in run.iterdir()) == [10, 30, 40, 43, 44, 45]
+
+
+def test_reused_checkpoint_infos_follow_the_best_checkpoint_and_new_metrics(tmp_path: Path, training_args: Any) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for step in (1, 2, 3, 4):
+        write(run, f"checkpoint-{step}", complete=True)
+    args = training_args(output_dir=str(run), eval_strategy="steps")
+    cb = CheckpointPruner(keep_last=1, keep_best=1, monitor={"eval_loss": "min"}, strict=False, background=False)
+    history: list[dict[str, Any]] = [{"eval_loss": 0.5, "step": s} for s in (1, 2, 3, 4)]
+    state = TrainerState(global_step=4, log_history=history)
+    cb.on_train_begin(args, state, TrainerControl())
+    first = cb.prune(args, state)
+    assert first is not None and set(first.kept) == {4}  # ties: the newer wins
+    write(run, "checkpoint-5", complete=True)
+    state.global_step = 5
+    state.log_history.append({"eval_loss": 0.5, "step": 5})
+    state.best_model_checkpoint = str(run / "checkpoint-5")
+    second = cb.prune(args, state)
+    assert second is not None and second.kept[5] >= {"best_model_checkpoint", "last"}
+    # a metric logged late for step 5 changes its info (no stale cached copy)
+    state.log_history.append({"eval_loss": 0.1, "step": 5})
+    write(run, "checkpoint-6", complete=True)
+    state.global_step = 6
+    state.log_history.append({"eval_loss": 0.3, "step": 6})  # better than step 5's first value, worse than its last
+    third = cb.prune(args, state)
+    assert third is not None and "best:eval_loss" in third.kept[5]
+    # the best checkpoint moves: the cached flag does not stick to the old one
+    state.best_model_checkpoint = str(run / "checkpoint-6")
+    write(run, "checkpoint-7", complete=True)
+    state.global_step = 7
+    state.log_history.append({"eval_loss": 0.9, "step": 7})
+    fourth = cb.prune(args, state)
+    assert fourth is not None and "best_model_checkpoint" not in fourth.kept.get(5, frozenset())
+    assert "best_model_checkpoint" in fourth.kept[6]

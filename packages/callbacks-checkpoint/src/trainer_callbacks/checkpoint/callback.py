@@ -21,7 +21,7 @@ from trainer_callbacks.checkpoint.policy import (
     unranked,
 )
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
-from trainer_callbacks.checkpoint.scan import MetricsReader, Scanner, ScanResult, same_path
+from trainer_callbacks.checkpoint.scan import Found, MetricsReader, Scanner, ScanResult, same_path
 from trainer_callbacks.core import (
     ConfigurationError,
     EvaluationRound,
@@ -321,17 +321,7 @@ class CheckpointPruner(PluginCallback):
             return None
         scan = self._scanner.scan(run_dir, state.global_step)
         self._warn(scan)
-        infos = [
-            CheckpointInfo(
-                path=found.path,
-                step=found.step,
-                metrics=MappingProxyType(self._metrics(found, state.log_history)),
-                complete=found.complete,
-                is_best_model_checkpoint=same_path(state.best_model_checkpoint, found.path),
-                is_resume_point=same_path(self._resume_path, found.path),
-            )
-            for found in scan.candidates
-        ]
+        infos = self._infos(scan.candidates, state)
         resume_step = next((i.step for i in infos if i.is_resume_point), None)
         policy = self.policy(args)
         decision = decide(infos, policy, resume_step=resume_step, keep=self._keep)
@@ -379,6 +369,38 @@ class CheckpointPruner(PluginCallback):
         # a folder whose rename failed is still on disk, intact: it counts as kept, not deleted
         self._report_prune(args, state, kept=len(decision.kept) + len(claims.failed), deleted=len(claims.moved))
         return decision
+
+    def _infos(self, candidates: list[Found], state: Any) -> list[CheckpointInfo]:
+        """One ``CheckpointInfo`` per candidate, reused from earlier prunes while nothing it holds changed.
+
+        A prune then costs no new object per old checkpoint (issue 18 §2: hundreds of milestones):
+        a cached one is dropped when its step's metrics change in ``log_history``, and all are
+        when the best or resume checkpoint changes.
+        """
+        key = (state.best_model_checkpoint, self._resume_path)
+        cache: dict[Found, CheckpointInfo] = getattr(self, "_info_cache", {})
+        changed = self._metrics.changed_steps(state.log_history)
+        if key != getattr(self, "_info_key", None) or changed is None:
+            cache = {}
+        elif changed:
+            cache = {f: i for f, i in cache.items() if f.step not in changed}
+        out = []
+        for found in candidates:
+            info = cache.get(found)
+            if info is None:
+                info = cache[found] = CheckpointInfo(
+                    path=found.path,
+                    step=found.step,
+                    metrics=MappingProxyType(self._metrics(found, state.log_history)),
+                    complete=found.complete,
+                    is_best_model_checkpoint=same_path(key[0], found.path),
+                    is_resume_point=same_path(key[1], found.path),
+                )
+            out.append(info)
+        if len(cache) > 2 * len(out) + 16:  # forget folders that are gone
+            cache = {f: cache[f] for f in candidates}
+        self._info_cache, self._info_key = cache, key
+        return out
 
     def _report_prune(self, args: Any, state: Any, *, kept: int, deleted: int) -> None:
         """What the save decided, at its step: known in ``on_save``, whatever the deleter thread does later."""

@@ -328,15 +328,25 @@ class MetricsReader:
         self._seen = 0
         self._by_step: dict[int, dict[str, float]] = {}
 
-    def _index(self, log_history: Sequence[Mapping[str, Any]]) -> None:
+    def _index(self, log_history: Sequence[Mapping[str, Any]]) -> set[int] | None:
+        """Index the new entries; the steps whose metrics changed (``None``: everything may have)."""
+        changed: set[int] | None = set()
         if id(log_history) != self._history_id or len(log_history) < self._seen:
             self._history_id, self._seen, self._by_step = id(log_history), 0, {}
+            changed = None
         for entry in log_history[self._seen :]:
             step = entry.get("step")
             items = _eval_items(entry)
             if items and isinstance(step, int):
                 self._by_step.setdefault(step, {}).update(items)
+                if changed is not None:
+                    changed.add(step)
         self._seen = len(log_history)
+        return changed
+
+    def changed_steps(self, log_history: Sequence[Mapping[str, Any]]) -> set[int] | None:
+        """Bring the index up to date; the steps whose metrics changed since the last call (``None``: any)."""
+        return self._index(log_history)
 
     def __call__(self, found: Found, log_history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         self._index(log_history)
