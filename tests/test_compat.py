@@ -700,3 +700,20 @@ def test_callback_state_restore(tmp_path: Path) -> None:
     resumed = build_tiny_trainer(out, [RestoreProbe()], restore_callback_states_from_checkpoint=True, **options)
     resumed.train(resume_from_checkpoint=str(out / "checkpoint-1"))
     assert RestoreProbe.seen and all(h is resumed.callback_handler for h in RestoreProbe.seen)
+
+
+def test_deepspeed_lr_schedules() -> None:
+    lr_schedules = pytest.importorskip("deepspeed.runtime.lr_schedules")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2)
+    warmup = lr_schedules.WarmupDecayLR(opt, total_num_steps=10, warmup_min_lr=0.01, warmup_max_lr=0.2)
+    assert compat.deepspeed_schedule_lists(warmup) == ("min_lrs", "max_lrs", "delta_lrs")
+    warmup.step()
+    gamma = warmup._get_gamma()
+    assert warmup.get_lr() == [warmup.min_lrs[0] + warmup.delta_lrs[0] * gamma]  # computed from the lists
+    assert set(warmup.state_dict()) == {"last_batch_iteration"}  # the lists are not saved
+    cosine = lr_schedules.WarmupCosineLR(opt, total_num_steps=10)
+    assert compat.deepspeed_schedule_lists(cosine) == ("org_lrs",)
+    cosine.step()
+    assert cosine.get_lr() == [cosine.org_lrs[0] * cosine.get_lr_ratio()]
+    assert compat.deepspeed_schedule_lists(lr_schedules.OneCycle(opt, 0.01, 0.1)) is None
+    assert compat.deepspeed_schedule_lists(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)) is None

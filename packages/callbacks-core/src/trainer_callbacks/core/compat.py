@@ -221,6 +221,14 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
             "none: DeepSpeed's optimizers are not torch.optim.Optimizer and have no step hooks",
             "gradviz measures nothing (it warns that the step was not observed)",
         ),
+        Assumption(
+            "deepspeed-lr-schedules",
+            "DeepSpeed's config schedulers compute each group's LR from absolute per-group lists: WarmupLR and "
+            "WarmupDecayLR from `min_lrs`, `max_lrs`, `delta_lrs` (max - min), WarmupCosineLR from `org_lrs` "
+            "(times a ratio); their state_dict() holds only last_batch_iteration (deepspeed 0.19)",
+            "none: the schedulers take the LRs as constructor arguments only",
+            "ReduceLROnPlateau refuses a DeepSpeed-config scheduler (ConfigurationError at train begin)",
+        ),
     )
 }
 """Every assumption this module makes, by name (``tests/test_compat.py`` has ``test_<name>`` for each)."""
@@ -771,3 +779,24 @@ def hook_deepspeed_step(zero: Any, before: Callable[[], None]) -> Callable[[], N
             del zero.step
 
     return remove
+
+
+def deepspeed_schedule_lists(scheduler: Any) -> tuple[str, ...] | None:
+    """The attributes of a DeepSpeed-config scheduler that hold absolute per-group LRs, else ``None``.
+
+    Checked against deepspeed 0.19.8 (``deepspeed.runtime.lr_schedules``): WarmupLR / WarmupDecayLR
+    compute ``min_lr + delta_lr * gamma``, WarmupCosineLR ``org_lr * ratio``. Scaling every list by
+    ``r`` scales the whole schedule by ``r``. OneCycle and LRRangeTest are not listed (absolute bounds).
+    """
+    module = sys.modules.get("deepspeed.runtime.lr_schedules")
+    if module is None:
+        return None
+    kinds = (("WarmupLR", ("min_lrs", "max_lrs", "delta_lrs")), ("WarmupCosineLR", ("org_lrs",)))
+    for name, lists in kinds:
+        cls = getattr(module, name, None)
+        if cls is not None and isinstance(scheduler, cls):  # WarmupDecayLR is a WarmupLR
+            if not all(isinstance(getattr(scheduler, a, None), list) for a in lists):
+                broken("deepspeed-lr-schedules", f"{type(scheduler).__name__} has no list {lists}")
+                return None
+            return lists
+    return None

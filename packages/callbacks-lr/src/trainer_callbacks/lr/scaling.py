@@ -36,8 +36,15 @@ Which schedulers are exact (:func:`scheduler_support`):
 * refused (``ConfigurationError``): torch's ``ReduceLROnPlateau`` and transformers'
   ``GreedyLR`` (a second plateau controller), ``OneCycleLR`` and ``CyclicLR`` (they compute
   the LR from their own absolute bounds), ``AdafactorSchedule`` (Adafactor's relative step
-  ignores the group LR), layer-wise dummy schedulers and anything that is not a torch
-  ``LRScheduler`` (for instance a DeepSpeed-config scheduler).
+  ignores the group LR), layer-wise dummy schedulers and anything else that is not a torch
+  ``LRScheduler`` (DeepSpeed's ``OneCycle`` and ``LRRangeTest``: absolute bounds).
+
+DeepSpeed-config schedulers (``"scheduler"`` in the DeepSpeed config: the engine steps them, not
+the Trainer): ``WarmupLR``, ``WarmupDecayLR`` and ``WarmupCosineLR`` are exact: they compute each
+group's LR from absolute per-group lists (``min_lrs``/``max_lrs``/``delta_lrs``, ``org_lrs``), which
+a reduction scales (through ``compat.deepspeed_schedule_lists``). Their ``state_dict`` keeps only the
+step, so on resume the lists come back unscaled from the config and :meth:`LRTarget.remember_scales`
+applies the restored scales again.
 
 accelerate's ``AcceleratedOptimizer`` / ``AcceleratedScheduler`` and DeepSpeed's wrappers are
 unwrapped through their ``.optimizer`` / ``.scheduler`` attributes, as accelerate does.
@@ -147,6 +154,8 @@ def scheduler_support(scheduler: Any) -> Support:
     refused = _refused_reason(scheduler)
     if refused is not None:
         return Support("refused", f"{name}: {refused}")
+    if compat.deepspeed_schedule_lists(scheduler) is not None:
+        return Support("exact", f"DeepSpeed's {name}: every LR it sets is a per-group list value x f(step)")
     if not isinstance(scheduler, torch_sched.LRScheduler):
         return Support(
             "refused",
@@ -234,6 +243,9 @@ class LRTarget:
 
     def peak_lrs(self) -> list[float]:
         """Each group's peak (base) LR: the scheduler's ``base_lrs``, else ``initial_lr``, else ``lr``."""
+        lists = compat.deepspeed_schedule_lists(self.scheduler)
+        if lists is not None:  # DeepSpeed: the schedule's peak is max_lrs (WarmupLR*) or org_lrs (WarmupCosineLR)
+            return [_value(v) for v in getattr(self.scheduler, lists[1] if len(lists) > 1 else lists[0])]
         base = getattr(self.scheduler, "base_lrs", None)
         if base is not None and len(base) == len(self.param_groups):
             return [_value(b) for b in base]
@@ -256,7 +268,15 @@ class LRTarget:
             reduced[index] = (written, unscaled)
 
     def remember_scales(self, scales: Sequence[float]) -> None:
-        """On resume: group ``i``'s ``initial_lr`` is its unscaled peak times ``scales[i]`` (restored progress)."""
+        """On resume: group ``i``'s ``initial_lr`` is its unscaled peak times ``scales[i]`` (restored progress).
+
+        A DeepSpeed-config scheduler saves only its step: its LR lists come back unscaled from the
+        config, so the restored scales are applied to them again here.
+        """
+        if compat.deepspeed_schedule_lists(self.scheduler) is not None:
+            peaks = self.peak_lrs()
+            self.set_peak_lrs([p * s if s > 0 else p for p, s in zip(peaks, scales)])
+            return
         for i, (group, scale) in enumerate(zip(self.param_groups, scales)):
             if "initial_lr" in group and scale != 1.0 and scale > 0:
                 written = _value(group["initial_lr"])
@@ -299,6 +319,10 @@ class LRTarget:
             if old == 0 or not math.isfinite(old):
                 continue
             group = self.param_groups[i]
+            for name in compat.deepspeed_schedule_lists(sched) or ():
+                values = getattr(sched, name)
+                if i < len(values):
+                    values[i] = values[i] * (new / old)
             for s in [sched, *children(sched)] if sched is not None else []:
                 base = getattr(s, "base_lrs", None)
                 if base is not None and i < len(base):
