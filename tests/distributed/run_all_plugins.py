@@ -4,6 +4,7 @@ Usage (the tests run it, each process writes ``OUT_DIR/rank<R>.json``):
 
     python run_all_plugins.py single OUT_DIR                           # 1 process, batch 16
     torchrun --nproc_per_node=2 run_all_plugins.py zero2 OUT_DIR       # DeepSpeed ZeRO-1/2/3 (DS_ACCELERATOR=cpu)
+    torchrun --nproc_per_node=2 run_all_plugins.py zero3-gpu-bf16 OUT  # on GPUs (nccl): -fp32, -bf16, -fp16
     torchrun --nproc_per_node=2 run_all_plugins.py ddp OUT_DIR         # 2 processes x batch 8 (gloo)
     torchrun --nnodes=2 --node_rank=R --nproc_per_node=1 ... nodes OUT_DIR   # 2 "nodes", save_on_each_node
 
@@ -64,14 +65,19 @@ def deepspeed_config(mode: str) -> dict[str, Any] | None:
     """The DeepSpeed config of the ``zero1``/``zero2``/``zero3`` modes (fp32, the Trainer's optimizer and scheduler)."""
     if not mode.startswith("zero"):
         return None
-    return {
-        "zero_optimization": {"stage": int(mode[-1])},
+    config: dict[str, Any] = {
+        "zero_optimization": {"stage": int(mode[4])},
         "train_micro_batch_size_per_gpu": "auto",
         "train_batch_size": "auto",
         "gradient_accumulation_steps": "auto",
         "gradient_clipping": "auto",
         "zero_allow_untested_optimizer": True,
     }
+    if mode.endswith("-fp16"):
+        config["fp16"] = {"enabled": "auto", "loss_scale": 0, "initial_scale_power": 12}
+    if mode.endswith("-bf16"):
+        config["bf16"] = {"enabled": "auto"}
+    return config
 
 
 def gloo_only_deepspeed() -> None:
@@ -99,7 +105,8 @@ def main(mode: str, out_dir: str) -> None:
     from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
     from trainer_callbacks.core.testing import tiny_bert
 
-    if mode.startswith("zero"):
+    gpu = "-gpu" in mode
+    if mode.startswith("zero") and not gpu:
         gloo_only_deepspeed()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -135,10 +142,12 @@ def main(mode: str, out_dir: str) -> None:
         average_tokens_across_devices=False,  # BERT's loss is already a mean (see gradviz's distributed test)
         save_on_each_node=mode == "nodes",
         deepspeed=deepspeed_config(mode),
-        use_cpu=True,
+        use_cpu=not gpu,
+        fp16=mode.endswith("-fp16"),
+        bf16=mode.endswith("-bf16"),
         report_to="none",
         disable_tqdm=True,
-        ddp_backend="gloo" if world > 1 else None,
+        ddp_backend=("nccl" if gpu else "gloo") if world > 1 else None,
         ddp_find_unused_parameters=False,
         ddp_timeout=300,  # a rank stuck in a collective fails (well before the test's guard) instead of hanging
         seed=0,
