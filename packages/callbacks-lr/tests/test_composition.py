@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from lr_testing import sgd, torch_oracle_lrs, trainer_loop, training_args
 from transformers import get_scheduler
@@ -62,6 +62,7 @@ def expected_scales(metrics: list[float], **kwargs) -> list[float]:  # type: ign
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 @given(metrics=metric_streams, patience=st.integers(0, 2), cooldown=st.integers(0, 2), every=st.integers(1, 2))
+@example(metrics=[1.0] * 19, patience=0, cooldown=0, every=1)  # 18 cuts: the 1e-3 group's cut falls below eps
 def test_lr_is_schedule_times_scale(name: str, metrics, patience: int, cooldown: int, every: int) -> None:  # type: ignore[no-untyped-def]
     build, schedule = SCHEDULES[name]
     peaks = [5e-3, 1e-3]
@@ -75,11 +76,13 @@ def test_lr_is_schedule_times_scale(name: str, metrics, patience: int, cooldown:
         metrics,
         steps_per_eval=every,
     )
-    scales = [1.0, *expected_scales(metrics, **kwargs)]
+    # Each group's peak after each evaluation, from torch's own scheduler on the peaks: its eps applies per
+    # group to the LR it reduces, which here is the peak (a common scale would miss the eps of a small group).
+    peaks_in_force = [peaks, *torch_oracle_lrs(peaks, metrics, **kwargs)]
     for index, used in enumerate(result.used_lrs):  # optimizer step index+1 runs with schedule(index)
-        scale = scales[index // every]  # evaluations happen after every `every` steps
-        for group, peak in enumerate(peaks):
-            assert used[group] == pytest.approx(peak * schedule(index) * scale, rel=1e-12, abs=1e-18)
+        in_force = peaks_in_force[index // every]  # evaluations happen after every `every` steps
+        for group in range(len(peaks)):
+            assert used[group] == pytest.approx(in_force[group] * schedule(index), rel=1e-12, abs=1e-18)
 
 
 def _torch_schedulers():  # type: ignore[no-untyped-def]
