@@ -1,7 +1,7 @@
 """``python -m bench``: run every benchmark and write docs/benchmarks.md.
 
 Options: ``--only NAME [NAME ...]`` (trainer_overhead, grad_norms, discovery, pruning, update_ratio,
-simulator), ``--quick`` (toy sizes: checks that everything runs, figures mean nothing),
+simulator, deepspeed_zero), ``--quick`` (toy sizes: checks that everything runs, figures mean nothing),
 ``--threads N`` (``torch.set_num_threads(N)`` first; the report states the thread count),
 ``--output PATH`` (default docs/benchmarks.md; ``-`` prints to stdout), ``--json PATH`` (raw
 medians and ratios, machine-readable).
@@ -23,7 +23,15 @@ from typing import Any
 
 from bench.common import BenchResult, Goal, load_average, machine
 
-BENCHMARKS = ("trainer_overhead", "grad_norms", "discovery", "pruning", "simulator", "update_ratio")
+BENCHMARKS = (
+    "trainer_overhead",
+    "grad_norms",
+    "discovery",
+    "pruning",
+    "simulator",
+    "update_ratio",
+    "deepspeed_zero",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
