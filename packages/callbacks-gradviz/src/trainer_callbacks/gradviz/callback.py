@@ -129,8 +129,9 @@ class GradNormLogger(PluginCallback):
         self._shard_groups: list[Any] = []
         self._capture = getattr(self, "_capture", None) or BackwardEndCapture(self._on_backward_end)
         self._capture.disarm()
-        if getattr(self, "_zero", None) is not None:
-            self._zero.remove()
+        earlier: ZeroGroupNorms | None = getattr(self, "_zero", None)
+        if earlier is not None:  # a hook left by an earlier run that did not reach train end
+            earlier.remove()
         self._zero: ZeroGroupNorms | None = None  # DeepSpeed ZeRO: norms from its gradient partitions
         self._deepspeed = False
         self._updates_per_epoch: int | None = None
@@ -201,6 +202,7 @@ class GradNormLogger(PluginCallback):
                 "gradviz logs no grad_norm/<group> in this run (the Trainer's total grad_norm is still logged).",
             )
             return
+        assert self._zero is not None  # found and supported
         self._zero.install()
         if self.log_param_norm or self.log_update_ratio:
             self._warn_once(
