@@ -532,37 +532,6 @@ def test_a_sequential_lr_whose_children_cannot_be_read_is_refused_not_exact(
     assert support.kind == "refused" and "child schedulers" in support.reason
 
 
-class RestoreProbe(TrainerCallback, ExportableState):
-    """Records what compat.restoring_callback_handler answers while its saved attribute is set."""
-
-    seen: ClassVar[list[Any]] = []
-
-    def state(self) -> dict[str, Any]:
-        return {"args": {}, "attributes": {"mark": 1}}
-
-    @property
-    def mark(self) -> int:
-        return 1
-
-    @mark.setter
-    def mark(self, value: int) -> None:
-        RestoreProbe.seen.append(compat.restoring_callback_handler())
-
-
-def test_callback_state_restore(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    out = tmp_path / "out"
-    options: dict[str, Any] = dict(max_steps=2, save_strategy="steps", save_steps=1)
-    build_tiny_trainer(out, [RestoreProbe()], **options).train()
-    RestoreProbe.seen.clear()
-    RestoreProbe().mark = 3  # set outside a Trainer's restore
-    assert RestoreProbe.seen == [None]
-    RestoreProbe.seen.clear()
-    resumed = build_tiny_trainer(out, [RestoreProbe()], restore_callback_states_from_checkpoint=True, **options)
-    resumed.train(resume_from_checkpoint=str(out / "checkpoint-1"))
-    assert RestoreProbe.seen and all(h is resumed.callback_handler for h in RestoreProbe.seen)
-
-
 # ---- DeepSpeed ZeRO (skipped when deepspeed is not installed) ------------------------------------
 
 
