@@ -23,7 +23,8 @@ install: $(STAMP)
 # A second environment at the declared floors (constraints-floors.txt: transformers 4.57, accelerate,
 # pluggy, mlflow-skinny, tensorboard), and the suite run there. Left out: tests/integration (its clients,
 # trl/peft/sentence-transformers, are pinned for transformers 5.x), torchrun and install tests (time);
-# tests that need the simulator (transformers 5.x only) report as skipped with its reason.
+# tests that need the simulator (transformers 5.x only) report as skipped with its reason; the tests
+# in floors-deselect.txt are left out, each for the reason written there.
 FLOORS_VENV  := .venv-floors
 FLOORS_STAMP := $(FLOORS_VENV)/.installed
 $(FLOORS_STAMP): constraints-floors.txt $(foreach p,$(PKGS),$(p)/pyproject.toml) Makefile
@@ -35,7 +36,8 @@ $(FLOORS_STAMP): constraints-floors.txt $(foreach p,$(PKGS),$(p)/pyproject.toml)
 
 test-floors: $(FLOORS_STAMP)
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(FLOORS_VENV)/bin/python -m pytest \
-		-p no:cacheprovider --ignore=tests/integration -m "not distributed and not install" $(PYTEST_ARGS)
+		-p no:cacheprovider --ignore=tests/integration -m "not distributed and not install" \
+		$(addprefix --deselect ,$(shell grep -v '^\#' floors-deselect.txt)) $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/trainer-callbacks demo
