@@ -552,7 +552,8 @@ def zero_engines() -> Any:
     import deepspeed
 
     # gloo only: no JIT build of DeepSpeed's shared-memory op (run_all_plugins.py does the same)
-    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    comm_torch: Any = importlib.import_module("deepspeed.comm.torch")
+    comm_torch.build_shm_op = lambda: None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

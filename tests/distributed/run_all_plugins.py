@@ -90,7 +90,8 @@ def gloo_only_deepspeed() -> None:
     import importlib
 
     # by name: ``import deepspeed.comm.torch as m`` binds the ``torch`` that deepspeed.comm re-exports
-    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    comm_torch: Any = importlib.import_module("deepspeed.comm.torch")
+    comm_torch.build_shm_op = lambda: None
 
 
 def main(mode: str, out_dir: str) -> None:
