@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,10 +101,8 @@ def claim_all(paths: Sequence[Path]) -> Claims:
     return claims
 
 
-def tree_size(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (symlinks not followed, hard links counted once)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
+def _regular_files(path: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """``(path, stat)`` of each regular file under ``path`` (symlinks not followed; what vanishes is skipped)."""
     stack = [str(path)]
     while stack:
         current = stack.pop()
@@ -115,15 +113,17 @@ def tree_size(path: Path) -> int:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
                         elif entry.is_file(follow_symlinks=False):
-                            st = entry.stat(follow_symlinks=False)
-                            if (st.st_dev, st.st_ino) not in seen:
-                                seen.add((st.st_dev, st.st_ino))
-                                total += st.st_size
+                            yield entry.path, entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
         except OSError:
             continue
-    return total
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (symlinks not followed, hard links counted once)."""
+    sizes = {(st.st_dev, st.st_ino): st.st_size for _, st in _regular_files(path)}
+    return sum(sizes.values())
 
 
 def remove_tree(path: Path) -> bool:
@@ -179,24 +179,7 @@ class Pacer:
 
 def _files(path: Path) -> list[tuple[str, int, int]]:
     """``(path, size, links)`` of the regular files under ``path`` (symlinks not followed)."""
-    out: list[tuple[str, int, int]] = []
-    stack = [str(path)]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as it:
-                for entry in it:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        elif entry.is_file(follow_symlinks=False):
-                            st = entry.stat(follow_symlinks=False)
-                            out.append((entry.path, st.st_size, st.st_nlink))
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return out
+    return [(name, st.st_size, st.st_nlink) for name, st in _regular_files(path)]
 
 
 def free_files(root: Path, files: Sequence[tuple[str, int, int]], pacer: Pacer, later: int = 0) -> None:
