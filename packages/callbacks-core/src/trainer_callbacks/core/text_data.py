@@ -15,12 +15,16 @@ single class) is a :class:`~trainer_callbacks.core.errors.ConfigurationError` na
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer_callbacks.core.errors import ConfigurationError
+
+_KIND_CHANGE = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)")
+"""pyarrow's message for a JSON column whose values change kind (``Column(/label) changed from string to number``)."""
 
 TEXT_COLUMNS = ("text", "sentence")
 """Column names taken as the text, first match wins (when no name is given)."""
@@ -107,6 +111,13 @@ def read_file(
         raise ConfigurationError(f"{where}: cannot read it as {builder.upper()} ({exc})") from None
     except Exception as exc:  # the builders wrap parse errors in DatasetGenerationError
         cause = exc.__cause__ or exc
+        kinds = _KIND_CHANGE.search(str(cause))
+        if kinds:  # pyarrow's JSON reader (datasets 3.x) refuses a column whose values change kind
+            column, before, after = kinds.groups()
+            raise ConfigurationError(
+                f"{where}: column {column!r} mixes kinds of value ({before}, then {after}); a label is a whole "
+                "number or a string, the same kind in every row"
+            ) from None
         raise ConfigurationError(
             f"{where}: cannot read it as {builder.upper()} ({type(cause).__name__}: {cause})"
         ) from None
