@@ -16,11 +16,13 @@ all-reduce does not grow with the model. Both arms' per-group norms are compared
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -37,26 +39,38 @@ def _model(layers: int, hidden: int) -> torch.nn.Module:
     return torch.nn.Sequential(*blocks, torch.nn.Linear(hidden, 2))
 
 
-def _init() -> Any:
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+_DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "DS_ACCELERATOR")
+
+
+@contextlib.contextmanager
+def _one_process_group() -> Iterator[Any]:
+    """DeepSpeed on a one-process gloo group, torn down after: the bench also runs inside pytest, where a
+    process group, its bound port or these environment variables left behind would reach later tests
+    (a Trainer in a child process seeing RANK/WORLD_SIZE/MASTER_PORT tries to join that group)."""
     import deepspeed
     import torch.distributed as dist
 
-    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None  # gloo only, no JIT op
-    if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        for key, value in {
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "RANK": "0",
-            "WORLD_SIZE": "1",
-        }.items():
-            os.environ.setdefault(key, value)
-        os.environ.setdefault("LOCAL_RANK", "0")
-        deepspeed.init_distributed(dist_backend="gloo")
-    return deepspeed
+    saved = {key: os.environ.get(key) for key in _DIST_ENV}
+    owned = not dist.is_initialized()
+    try:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None  # gloo only, no JIT op
+        if owned:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}
+            os.environ.update({**env, "LOCAL_RANK": "0"})
+            deepspeed.init_distributed(dist_backend="gloo")
+        yield deepspeed
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _measure(deepspeed: Any, stage: int, layers: int, hidden: int, rounds: int) -> dict[str, Any]:
@@ -125,31 +139,33 @@ def run(quick: bool = False) -> BenchResult:
             "rounds": str(rounds),
         },
     )
-    deepspeed = _init()
     rows: list[list[str]] = []
     worst_rel = 0.0
     ratios = []
-    for label, layers, hidden in models:
-        for stage in (1, 2, 3):
-            got = _measure(deepspeed, stage, layers, hidden, rounds)
-            cmp = compare(got["samples"], "gradviz (partitions)", "safe_get_full_grad")
-            result.comparisons.append(cmp)
-            key = f"{label.split(' (')[0]}/zero{stage}"
-            result.medians[f"{key}/gradviz"] = cmp.median_baseline
-            result.medians[f"{key}/safe_get_full_grad"] = cmp.median_arm
-            worst_rel = max(worst_rel, got["max_rel"])
-            ratios.append(cmp.ratio)
-            rows.append(
-                [
-                    label,
-                    str(stage),
-                    f"{got['params']} tensors, {got['numel'] / 1e6:.2f}M",
-                    fmt_time(cmp.median_baseline),
-                    fmt_time(cmp.median_arm),
-                    f"{cmp.ratio:.1f}x ({cmp.ratio_min:.1f}-{cmp.ratio_max:.1f})",
-                    f"{got['max_rel']:.1e}",
-                ]
-            )
+    measured = []
+    with _one_process_group() as deepspeed:
+        for label, layers, hidden in models:
+            for stage in (1, 2, 3):
+                measured.append((label, stage, _measure(deepspeed, stage, layers, hidden, rounds)))
+    for label, stage, got in measured:
+        cmp = compare(got["samples"], "gradviz (partitions)", "safe_get_full_grad")
+        result.comparisons.append(cmp)
+        key = f"{label.split(' (')[0]}/zero{stage}"
+        result.medians[f"{key}/gradviz"] = cmp.median_baseline
+        result.medians[f"{key}/safe_get_full_grad"] = cmp.median_arm
+        worst_rel = max(worst_rel, got["max_rel"])
+        ratios.append(cmp.ratio)
+        rows.append(
+            [
+                label,
+                str(stage),
+                f"{got['params']} tensors, {got['numel'] / 1e6:.2f}M",
+                fmt_time(cmp.median_baseline),
+                fmt_time(cmp.median_arm),
+                f"{cmp.ratio:.1f}x ({cmp.ratio_min:.1f}-{cmp.ratio_max:.1f})",
+                f"{got['max_rel']:.1e}",
+            ]
+        )
     result.tables.append(
         Table(
             "One measured step: per-group norms from ZeRO's gradient partitions vs safe_get_full_grad per parameter",

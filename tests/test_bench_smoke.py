@@ -4,6 +4,7 @@ only that each returns well-formed results, and that the harness's arithmetic is
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,27 @@ EXPECTED_MEDIANS = {
     "update_ratio": ["toy/full copy/extra fraction", "toy/staged/extra fraction"],
     "deepspeed_zero": [f"toy/zero{stage}/{arm}" for stage in (1, 2, 3) for arm in ("gradviz", "safe_get_full_grad")],
 }
+
+
+DISTRIBUTED_ENV = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "DS_ACCELERATOR",
+)
+
+
+def _distributed_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in DISTRIBUTED_ENV or k.startswith("ACCELERATE_")}
+
+
+def torch_distributed_initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def _positive_finite(value: float) -> bool:
@@ -101,7 +123,14 @@ def test_benchmark_runs_at_toy_size(name: str, monkeypatch: pytest.MonkeyPatch, 
     if name == "deepspeed_zero":
         pytest.importorskip("deepspeed", reason="deepspeed is not installed (requirements-dev.txt pins it)")
     monkeypatch.setenv("BENCH_PRUNE_DIR", str(tmp_path))
+    distributed_env = _distributed_env()
     result = importlib.import_module(f"bench.{name}").run(quick=True)
+    # a benchmark leaves no process group behind: RANK/WORLD_SIZE/MASTER_PORT left in the environment made a
+    # later test's child Trainer try to join it (EADDRINUSE in the demo tests)
+    assert {
+        k: v for k, v in os.environ.items() if k in DISTRIBUTED_ENV or k.startswith("ACCELERATE_")
+    } == distributed_env
+    assert not torch_distributed_initialized()
     assert result.name == name
     assert set(EXPECTED_MEDIANS[name]) <= set(result.medians), sorted(result.medians)
     bad = {k: v for k, v in result.medians.items() if not _positive_finite(v)}

@@ -548,6 +548,7 @@ def zero_engines() -> Any:
 
     import torch.distributed as dist
 
+    old_accelerator = os.environ.get("DS_ACCELERATOR")
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
 
@@ -558,7 +559,7 @@ def zero_engines() -> Any:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
-    old = {k: os.environ.get(k) for k in env}
+    old = {k: os.environ.get(k) for k in env} | {"DS_ACCELERATOR": old_accelerator}
     os.environ.update(env)
     engines = {}
     try:
