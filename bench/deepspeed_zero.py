@@ -65,7 +65,7 @@ def _one_process_group() -> Iterator[Any]:
         yield deepspeed
     finally:
         if owned and dist.is_initialized():
-            dist.destroy_process_group()
+            deepspeed.comm.destroy_process_group()  # DeepSpeed's own: it also drops its cached groups
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -585,7 +585,7 @@ def zero_engines() -> Any:
         yield engines
     finally:
         if dist.is_initialized():
-            dist.destroy_process_group()
+            deepspeed.comm.destroy_process_group()  # DeepSpeed's own: it also drops its cached groups
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
