@@ -6,7 +6,7 @@
 
 Under a transformers outside the test kit's range (``make test-floors`` runs transformers 4.57),
 a test that needs the simulator or a 5.x-only name is reported as skipped with the kit's reason
-(``trainer_callbacks.core.testing.versions``), not as an error; every other failure stays one.
+(``trainer_callbacks.testing.versions``), not as an error; every other failure stays one.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _cheap_real_trainer_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _as_kit_skip(report: pytest.CollectReport | pytest.TestReport, location: tuple[str, int]) -> None:
-    from trainer_callbacks.core.testing.versions import kit_skip_reason
+    from trainer_callbacks.testing.versions import kit_skip_reason
 
     if report.failed:
         reason = kit_skip_reason(str(report.longrepr))

@@ -41,7 +41,7 @@ def _args(output_dir: str, steps: int) -> Any:
 
 def _arm(args: Any, plugins: list[str], record_events: bool = True) -> Callable[[], float]:
     from trainer_callbacks.core import create
-    from trainer_callbacks.core.testing import simulate
+    from trainer_callbacks.testing import simulate
 
     def run_once() -> float:
         callbacks = [create(name) for name in plugins]
@@ -58,7 +58,7 @@ def _arm(args: Any, plugins: list[str], record_events: bool = True) -> Callable[
 def attribute(args: Any, plugins: list[str]) -> tuple[dict[str, float], float]:
     """Seconds spent inside each plugin's code (every ``on_*`` method, gradviz's hooks) in one simulation."""
     from trainer_callbacks.core import create
-    from trainer_callbacks.core.testing import Simulation
+    from trainer_callbacks.testing import Simulation
 
     timer = HookTimer()
     callbacks = [create(name) for name in plugins]
@@ -75,7 +75,7 @@ def _package(filename: str) -> str:
     if "trainer_callbacks" in parts:
         i = parts.index("trainer_callbacks")
         pkg = parts[i + 1] if i + 1 < len(parts) else "?"
-        return "core/testing (simulator)" if pkg == "core" and "testing" in parts else f"trainer_callbacks.{pkg}"
+        return "testing (simulator)" if pkg == "testing" else f"trainer_callbacks.{pkg}"
     for name in ("transformers", "torch", "accelerate"):
         if name in parts:
             return name

@@ -24,7 +24,7 @@ from transformers.trainer_callback import ExportableState
 
 from trainer_callbacks.core import compat
 from trainer_callbacks.core.compat import CompatWarning
-from trainer_callbacks.core.testing import build_tiny_trainer, local_mlflow_env
+from trainer_callbacks.testing import build_tiny_trainer, local_mlflow_env
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from trainer_callbacks.core.testing.plugin_venv import _visible_site
+from trainer_callbacks.testing.plugin_venv import _visible_site
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,11 +29,21 @@ dist = load_dist()
 
 @pytest.mark.install
 def test_dist_builds_checks_and_installs_a_plugin_alone_with_core(tmp_path: Path) -> None:
-    """Both distributions built (sdist + wheel), twine-checked, and the plugin's wheel with core's alone in a venv
-    over this environment, where this checkout's editable installs (every plugin) are hidden."""
+    """The three distributions built (sdist + wheel), twine-checked; the plugin's wheel with core's alone in a venv
+    over this environment, where this checkout's editable installs (every plugin, the kit) are hidden; the kit's
+    wheel with core's in another: no plugin listed, its pytest plugin and the deprecated old name work."""
     out = tmp_path / "dist"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "dist.py"), "--out", str(out), "--only", "earlystop"],
+        [
+            sys.executable,
+            str(ROOT / "tools" / "dist.py"),
+            "--out",
+            str(out),
+            "--only",
+            "earlystop",
+            "--only",
+            "testing",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -43,11 +53,13 @@ def test_dist_builds_checks_and_installs_a_plugin_alone_with_core(tmp_path: Path
     version = dist.pyproject(ROOT / "packages" / "callbacks-core")["version"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"trainer_callbacks_{name}-{version}{suffix}"
-        for name in ("core", "earlystop")
+        for name in ("core", "earlystop", "testing")
         for suffix in (".tar.gz", "-py3-none-any.whl")
     )
     shown = f"shows earlystop (trainer-callbacks-earlystop {version} loaded)"
     assert f"callbacks-earlystop: `trainer-callbacks list` {shown}\n" in result.stdout
+    assert "callbacks-testing: `trainer-callbacks list` shows nothing\n" in result.stdout
+    assert "PROBLEM" not in result.stderr
 
 
 def fake_wheel(

@@ -12,7 +12,9 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p for p in (ROOT / "packages").glob("callbacks-*") if (p / "pyproject.toml").is_file())
-PLUGINS = [p for p in PACKAGES if p.name != "callbacks-core"]
+KIT = ROOT / "packages" / "callbacks-testing"  # the test kit: a distribution, not a plugin
+SUITE = ROOT / "packages" / "trainer-callbacks"  # the suite: no code, the callbacks and the app extras
+PLUGINS = [p for p in PACKAGES if p.name not in ("callbacks-core", KIT.name)]
 TEMPLATE = ROOT / "docs" / "_template" / "callbacks-NAME" / "pyproject.toml"
 
 
@@ -32,11 +34,12 @@ def core_requirements(meta: dict) -> list[Requirement]:
 
 @pytest.mark.parametrize(
     "pyproject",
-    [p / "pyproject.toml" for p in PLUGINS] + [TEMPLATE],
-    ids=[p.name for p in PLUGINS] + ["template"],
+    [p / "pyproject.toml" for p in [*PLUGINS, KIT]] + [TEMPLATE],
+    ids=[p.name for p in [*PLUGINS, KIT]] + ["template"],
 )
 def test_plugins_pin_the_core_minor_line(pyproject: Path) -> None:
-    """A plugin depends on one MINOR line of core (the contract may change between them) that holds today's core."""
+    """A plugin (and the kit) depends on one MINOR line of core (the contract may change between them) that holds
+    today's core."""
     requirements = core_requirements(project(pyproject))
     assert requirements, f"{pyproject} does not depend on trainer-callbacks-core"
     next_minor = Version(f"{CORE_VERSION.major}.{CORE_VERSION.minor + 1}")
@@ -53,9 +56,38 @@ def test_one_name_in_four_forms(package: Path) -> None:
     assert meta["name"] == f"trainer-callbacks-{short}"
     assert (package / "src" / "trainer_callbacks" / short / "__init__.py").is_file()
     assert not (package / "src" / "trainer_callbacks" / "__init__.py").exists(), "breaks the PEP 420 namespace"
-    if package.name != "callbacks-core":
+    if package in PLUGINS:
         entry_points = meta["entry-points"]["trainer_callbacks"]
         assert entry_points == {short: f"trainer_callbacks.{short}.plugin"}
+    else:  # core and the kit are no plugins: `trainer-callbacks list` must not show them
+        assert "trainer_callbacks" not in meta.get("entry-points", {})
+
+
+def test_only_the_kit_registers_a_pytest_plugin() -> None:
+    """A production install (core, a plugin, the suite) loads no pytest plugin and needs neither pytest nor
+    hypothesis; the kit's distribution registers ``pytest11`` and brings both."""
+    for package in [*PACKAGES, SUITE]:
+        meta = project(package / "pyproject.toml")
+        registered = meta.get("entry-points", {}).get("pytest11")
+        names = {Requirement(r).name for r in meta.get("dependencies", [])}
+        if package == KIT:
+            assert registered == {"trainer_callbacks": "trainer_callbacks.testing.pytest_plugin"}
+            assert {"pytest", "hypothesis", "trainer-callbacks-core"} <= names
+        else:
+            assert registered is None, f"{package.name} registers a pytest plugin: {registered}"
+            assert not names & {"pytest", "hypothesis"}, f"{package.name} requires {names & {'pytest', 'hypothesis'}}"
+
+
+def test_core_keeps_the_kit_under_its_old_names() -> None:
+    """Deprecated for one release at least: core's ``testing`` extra installs the kit, and the old import
+    package exists (it aliases the new modules; tested in core's tests/test_testing_alias.py)."""
+    meta = project(ROOT / "packages" / "callbacks-core" / "pyproject.toml")
+    extra = [Requirement(r) for r in meta["optional-dependencies"]["testing"]]
+    assert [r.name for r in extra] == ["trainer-callbacks-testing"]
+    assert CORE_VERSION in extra[0].specifier
+    assert (
+        ROOT / "packages" / "callbacks-core" / "src" / "trainer_callbacks" / "core" / "testing" / "__init__.py"
+    ).is_file()
 
 
 def test_core_states_how_the_contract_is_versioned() -> None:
@@ -66,16 +98,13 @@ def test_core_states_how_the_contract_is_versioned() -> None:
     assert low <= CORE_VERSION < high
 
 
-SUITE = ROOT / "packages" / "trainer-callbacks"
-FIRST_PARTY = [*PACKAGES, SUITE]
-
-
 def test_the_suite_brings_every_package_and_the_app_extras() -> None:
-    """``pip install trainer-callbacks``: every callbacks-* distribution, core with every extra but the test kit's."""
+    """``pip install trainer-callbacks``: core with every extra but the test kit's, and every callback; not the kit
+    (trainer-callbacks-testing is for callback authors)."""
     meta = project(SUITE / "pyproject.toml")
     assert meta["name"] == "trainer-callbacks"
     required = {r.name: r for r in map(Requirement, meta["dependencies"])}
-    assert set(required) == {project(p / "pyproject.toml")["name"] for p in PACKAGES}
+    assert set(required) == {project(p / "pyproject.toml")["name"] for p in PACKAGES if p != KIT}
     core_extras = set(project(ROOT / "packages" / "callbacks-core" / "pyproject.toml")["optional-dependencies"])
     assert required["trainer-callbacks-core"].extras == core_extras - {"testing", "test"}
     next_minor = Version(f"{CORE_VERSION.major}.{CORE_VERSION.minor + 1}")
@@ -83,6 +112,9 @@ def test_the_suite_brings_every_package_and_the_app_extras() -> None:
         assert CORE_VERSION in requirement.specifier and next_minor not in requirement.specifier, requirement
     assert "entry-points" not in meta, "the suite is no plugin: `trainer-callbacks list` must not show it"
     assert not (SUITE / "src").exists(), "the suite holds no code (the trainer_callbacks namespace is the packages')"
+
+
+FIRST_PARTY = [*PACKAGES, SUITE]
 
 
 @pytest.mark.parametrize("package", FIRST_PARTY, ids=[p.name for p in FIRST_PARTY])

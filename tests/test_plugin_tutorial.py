@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer_callbacks.core.testing.plugin_venv import plugin_venv
+from trainer_callbacks.testing.plugin_venv import plugin_venv
 
 pytestmark = [pytest.mark.install, pytest.mark.slow]
 

@@ -104,7 +104,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from transformers import TrainingArguments
 
     from trainer_callbacks.core import create
-    from trainer_callbacks.core.testing import simulate
+    from trainer_callbacks.testing import simulate
 
     folders = {}
     for plugin, (_, options) in CONFIG.items():
@@ -159,7 +159,7 @@ def test_damaged_state_is_refused_or_started_fresh_with_a_message(
 ) -> None:
     require_plugins(plugin)
     from trainer_callbacks.core import SavedStateError, create
-    from trainer_callbacks.core.testing import Simulation
+    from trainer_callbacks.testing import Simulation
 
     name, options = CONFIG[plugin]
     edit, field, problem = DAMAGE[(plugin, damage)]
@@ -187,7 +187,7 @@ def test_an_intact_checkpoint_resumes(
 ) -> None:
     require_plugins(plugin)
     from trainer_callbacks.core import create
-    from trainer_callbacks.core.testing import simulate
+    from trainer_callbacks.testing import simulate
 
     _, options = CONFIG[plugin]
     simulation = simulate(
@@ -204,8 +204,8 @@ def test_real_trainer_resume_names_the_checkpoint_folder(tmp_path: Path, require
     """EarlyStopping with a half-written stop_reason in a real checkpoint: refused at train begin, folder named."""
     require_plugins("earlystop")
     from trainer_callbacks.core import SavedStateError
-    from trainer_callbacks.core.testing import build_tiny_trainer
     from trainer_callbacks.earlystop import EarlyStopping
+    from trainer_callbacks.testing import build_tiny_trainer
 
     options: dict[str, Any] = dict(
         output_dir=tmp_path / "out",
@@ -234,8 +234,8 @@ def test_real_trainer_resume_names_the_checkpoint_folder(tmp_path: Path, require
 def test_restore_flag_keeps_the_users_stopper(tmp_path: Path, require_plugins: Any) -> None:
     """restore_callback_states_from_checkpoint=True: the user's EarlyStopping is the one that runs and sees the run."""
     require_plugins("earlystop")
-    from trainer_callbacks.core.testing import build_tiny_trainer
     from trainer_callbacks.earlystop import EarlyStopping
+    from trainer_callbacks.testing import build_tiny_trainer
 
     options: dict[str, Any] = dict(
         output_dir=tmp_path / "out",

@@ -7,15 +7,19 @@
    workspace distribution admits the version built, and every extra it asks for exists;
 4. each plugin's wheel alone with core's wheel in a fresh venv over the current environment
    (torch, transformers..., with this checkout's own trainer-callbacks installs hidden):
-   ``trainer-callbacks list --strict`` shows exactly that plugin, loaded from the wheel; then
-   the suite with every wheel: exactly the four first-party plugins.
+   ``trainer-callbacks list --strict`` shows exactly that plugin, loaded from the wheel, and no
+   pytest plugin of ours is registered; the kit's wheel (``trainer-callbacks-testing``) with core's:
+   no plugin listed, its ``pytest11`` entry point and ``trainer_callbacks.testing`` import from the
+   wheel, and the deprecated ``trainer_callbacks.core.testing`` gives the same modules with a
+   ``DeprecationWarning``; then the suite with every wheel: exactly the four first-party plugins.
 
-``python tools/dist.py --out dist [--only earlystop ...] [--no-venv]``; exits 1 on any problem.
+``python tools/dist.py --out dist [--only earlystop|testing ...] [--no-venv]``; exits 1 on any problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -29,10 +33,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from trainer_callbacks.core.testing.plugin_venv import wheel_venv
+from trainer_callbacks.testing.plugin_venv import wheel_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = "callbacks-core"
+KIT = "callbacks-testing"  # the test kit: a distribution with a pytest plugin, not a trainer-callbacks plugin
 SUITE = "trainer-callbacks"
 TIMEOUT = 600
 
@@ -149,7 +154,50 @@ def origin_problem(python: Path, venv: Path, label: str) -> str | None:
     return None
 
 
-def try_in_venv(label: str, wheels: list[Path], expected: dict[str, str], work: Path) -> list[str]:
+# Run in a venv: where the pytest plugins of trainer-callbacks distributions come from, and (with the kit) that
+# the kit and its deprecated old name import from the wheel as the same modules.
+KIT_PROBE = """
+import importlib.metadata as m, json, sys, warnings
+found = {e.value: e.dist.name for e in m.entry_points(group="pytest11") if e.dist.name.startswith("trainer-callbacks")}
+result = {"pytest11": found}
+if "--kit" in sys.argv:
+    import trainer_callbacks.testing as kit, trainer_callbacks.testing.pytest_plugin
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from trainer_callbacks.core.testing.conformance import check_callback
+    result["kit_file"] = kit.__file__
+    result["alias_same"] = check_callback is kit.check_callback
+    result["alias_warns"] = any(w.category is DeprecationWarning for w in caught)
+print(json.dumps(result))
+"""
+
+
+def pytest_plugin_problems(python: Path, venv: Path, label: str, with_kit: bool) -> list[str]:
+    probe = subprocess.run(
+        [str(python), "-c", KIT_PROBE, *(["--kit"] if with_kit else [])],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    if probe.returncode != 0:
+        return [f"{label}: the pytest-plugin probe failed:\n{probe.stdout}{probe.stderr}"]
+    found = json.loads(probe.stdout.splitlines()[-1])
+    expected = {"trainer_callbacks.testing.pytest_plugin": "trainer-callbacks-testing"} if with_kit else {}
+    problems = []
+    if found["pytest11"] != expected:
+        problems.append(f"{label}: pytest plugins registered {found['pytest11']}, expected {expected}")
+    if with_kit:
+        if not found["kit_file"].startswith(str(venv)):
+            problems.append(f"{label}: trainer_callbacks.testing is imported from {found['kit_file']}, not the wheel")
+        if not (found["alias_same"] and found["alias_warns"]):
+            problems.append(
+                f"{label}: trainer_callbacks.core.testing is not the kit with a DeprecationWarning: {found}"
+            )
+    return problems
+
+
+def try_in_venv(label: str, wheels: list[Path], expected: dict[str, str], work: Path, with_kit: bool) -> list[str]:
     venv = wheel_venv(work / label, wheels, hide=("trainer-callbacks",), timeout=TIMEOUT)
     python = venv / "bin" / "python"
     status, rows, output = listed_plugins(python)
@@ -157,6 +205,7 @@ def try_in_venv(label: str, wheels: list[Path], expected: dict[str, str], work: 
     print(f"  {label}: `trainer-callbacks list` shows {shown or 'nothing'}", flush=True)
     problems = list_problems(label, status, rows, output, expected)
     origin = origin_problem(python, venv, label)
+    problems += pytest_plugin_problems(python, venv, label, with_kit)
     return problems + ([origin] if origin else [])
 
 
@@ -164,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dist", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="where the sdists and wheels go")
     parser.add_argument(
-        "--only", action="append", default=[], metavar="NAME", help="only this plugin (with core); repeatable"
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this plugin, or the kit (testing), with core; repeatable",
     )
     parser.add_argument("--no-venv", action="store_true", help="build and check only, install nothing")
     args = parser.parse_args(argv)
@@ -172,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         unknown = [n for n in args.only if f"callbacks-{n}" not in everything or n == "core"]
         if unknown:
-            parser.error(f"--only {unknown}: not a plugin of packages/ ({', '.join(everything)})")
+            parser.error(f"--only {unknown}: not a plugin or the kit in packages/ ({', '.join(everything)})")
         chosen = {CORE: everything[CORE], **{f"callbacks-{n}": everything[f"callbacks-{n}"] for n in args.only}}
     else:
         chosen = everything
@@ -206,18 +259,23 @@ def main(argv: list[str] | None = None) -> int:
                 if folder in {CORE, SUITE}:
                     continue
                 started = time.perf_counter()
+                pair = [wheels[CORE], wheels[folder]]
+                if folder == KIT:
+                    problems += try_in_venv(folder, pair, {}, Path(tmp), with_kit=True)
+                    step(f"{folder}: its wheel alone with core's, no plugin listed, its pytest plugin", started)
+                    continue
                 meta = pyproject(everything[folder])
                 short = folder.removeprefix("callbacks-")
-                problems += try_in_venv(folder, [wheels[CORE], wheels[folder]], {short: meta["name"]}, Path(tmp))
+                problems += try_in_venv(folder, pair, {short: meta["name"]}, Path(tmp), with_kit=False)
                 step(f"{folder}: its wheel alone with core's, `trainer-callbacks list`", started)
             if SUITE in chosen:
                 started = time.perf_counter()
                 expected = {
                     f.removeprefix("callbacks-"): pyproject(p)["name"]
                     for f, p in everything.items()
-                    if f not in {CORE, SUITE}
+                    if f not in {CORE, KIT, SUITE}
                 }
-                problems += try_in_venv(SUITE, list(wheels.values()), expected, Path(tmp))
+                problems += try_in_venv(SUITE, list(wheels.values()), expected, Path(tmp), with_kit=KIT in wheels)
                 step(f"{SUITE}: every wheel, `trainer-callbacks list`", started)
 
     for problem in problems:

@@ -60,7 +60,7 @@ def training_args(tmp_path: Path) -> Any:
 @pytest.fixture
 def tiny_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``build(callbacks, compute_metrics=None, **args)``: a real Trainer on a tiny random BERT and generated data."""
-    from trainer_callbacks.core.testing import build_tiny_trainer
+    from trainer_callbacks.testing import build_tiny_trainer
 
     monkeypatch.setenv("WANDB_DISABLED", "true")
     defaults: dict[str, Any] = dict(

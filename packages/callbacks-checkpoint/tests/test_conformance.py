@@ -19,7 +19,7 @@ from typing import Any
 import checkpoint_reference
 
 from trainer_callbacks.checkpoint import CheckpointPruner
-from trainer_callbacks.core.testing import parametrize_with_checks
+from trainer_callbacks.testing import parametrize_with_checks
 
 
 @parametrize_with_checks(

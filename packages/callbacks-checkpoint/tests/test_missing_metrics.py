@@ -89,7 +89,7 @@ def test_an_error_rate_is_minimised(tiny_trainer: Any, tmp_path: Path) -> None:
 
 def test_several_eval_datasets_complete_the_round_before_checking(tiny_trainer: Any, tmp_path: Path) -> None:
     """eval_dataset={"a", "b"}: eval_b_loss is reported by the second call of each round; that is not missing."""
-    from trainer_callbacks.core.testing import TokenTask
+    from trainer_callbacks.testing import TokenTask
 
     datasets = {"a": TokenTask(8, seed=1), "b": TokenTask(8, seed=2)}
     pruner = CheckpointPruner(monitor="eval_b_loss", keep_best=1, keep_last=1, background=False)

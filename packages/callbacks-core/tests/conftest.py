@@ -22,7 +22,7 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def tiny_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Build a real ``Trainer`` on a tiny random-init BERT and generated data: ``tiny_trainer(callbacks, **args)``."""
-    from trainer_callbacks.core.testing import build_tiny_trainer, local_mlflow_env
+    from trainer_callbacks.testing import build_tiny_trainer, local_mlflow_env
 
     for name, value in local_mlflow_env(tmp_path, "core-tests").items():
         monkeypatch.setenv(name, value)

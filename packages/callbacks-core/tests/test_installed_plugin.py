@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer_callbacks.core.testing.plugin_venv import plugin_venv as make_plugin_venv
+from trainer_callbacks.testing.plugin_venv import plugin_venv as make_plugin_venv
 
 pytestmark = pytest.mark.install
 

@@ -208,7 +208,7 @@ class _Recorder(TrainerCallback):
 
 
 def test_the_datasets_come_from_the_running_trainer(tiny_trainer: Any) -> None:
-    from trainer_callbacks.core.testing import TokenTask
+    from trainer_callbacks.testing import TokenTask
 
     recorder = _Recorder()
     datasets = {"a": TokenTask(8, seed=1), "b": TokenTask(8, seed=2)}

@@ -227,7 +227,7 @@ def drive(training_args: Callable[..., Any]) -> Callable[..., Driver]:
 @pytest.fixture
 def tiny_trainer(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``tiny_trainer(callbacks, compute_metrics=None, eval_dataset=None, **args)``: a tiny random-init BERT."""
-    from trainer_callbacks.core.testing import TokenTask, build_tiny_trainer, local_mlflow_env
+    from trainer_callbacks.testing import TokenTask, build_tiny_trainer, local_mlflow_env
 
     for name, value in local_mlflow_env(tmp_path, "earlystop-tests").items():
         monkeypatch.setenv(name, value)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from trainer_callbacks.core.testing import parametrize_with_checks
 from trainer_callbacks.earlystop import EarlyStopping, Metric
+from trainer_callbacks.testing import parametrize_with_checks
 
 
 @parametrize_with_checks(

@@ -19,9 +19,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from trainer_callbacks.core.errors import ConfigurationError
-from trainer_callbacks.core.testing import simulate
-from trainer_callbacks.core.testing import strategies as tcst
 from trainer_callbacks.earlystop import EarlyStopping
+from trainer_callbacks.testing import simulate
+from trainer_callbacks.testing import strategies as tcst
 
 OUT = os.path.join(tempfile.gettempdir(), "earlystop-simulated")
 NAMES = ("eval_loss", "eval_accuracy")

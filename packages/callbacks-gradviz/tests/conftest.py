@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from gradviz_helpers import RecordingTrainer, TokenTask, tiny_bert
 
-from trainer_callbacks.core.testing import build_tiny_trainer
+from trainer_callbacks.testing import build_tiny_trainer
 
 
 @pytest.fixture

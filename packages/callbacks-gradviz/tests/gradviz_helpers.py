@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import BertForSequenceClassification, Trainer
 
-from trainer_callbacks.core import testing as kit
+from trainer_callbacks import testing as kit
 
 
 class TokenTask(kit.TokenTask):

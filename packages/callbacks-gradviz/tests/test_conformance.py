@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import TrainingArguments
 
-from trainer_callbacks.core.testing import parametrize_with_checks, simulate
 from trainer_callbacks.gradviz import GradNormLogger
+from trainer_callbacks.testing import parametrize_with_checks, simulate
 
 
 @parametrize_with_checks([GradNormLogger, functools.partial(GradNormLogger, log_update_ratio=True, every_n_steps=2)])

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from torch.utils.data import IterableDataset
 from transformers import TrainerCallback
 
-from trainer_callbacks.core.testing import build_tiny_trainer
 from trainer_callbacks.gradviz import GradNormLogger
 from trainer_callbacks.gradviz.timing import steps_per_epoch, will_log
+from trainer_callbacks.testing import build_tiny_trainer
 
 RUNS = [
     pytest.param(dict(max_steps=5, logging_steps=2), id="steps-2"),

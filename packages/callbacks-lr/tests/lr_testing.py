@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from trainer_callbacks.core import testing as kit
+from trainer_callbacks import testing as kit
 
 
 def training_args(tmp_path: Any, **overrides: Any) -> TrainingArguments:

@@ -9,11 +9,11 @@ import pytest
 
 from trainer_callbacks.lr import ReduceLROnPlateau
 
-testing = pytest.importorskip("trainer_callbacks.core.testing")
+testing = pytest.importorskip("trainer_callbacks.testing")
 try:
     parametrize_with_checks = testing.parametrize_with_checks
 except (ImportError, AttributeError):  # pragma: no cover - the kit not installed
-    pytest.skip("trainer_callbacks.core.testing has no conformance kit", allow_module_level=True)
+    pytest.skip("trainer_callbacks.testing has no conformance kit", allow_module_level=True)
 
 CONFIGURATIONS = [
     ReduceLROnPlateau,

@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from trainer_callbacks.lr import ReduceLROnPlateau
 
-testing = pytest.importorskip("trainer_callbacks.core.testing")
+testing = pytest.importorskip("trainer_callbacks.testing")
 simulate = testing.simulate
 tcst = testing.strategies
 

@@ -18,10 +18,10 @@ import torch
 from lr_testing import LRRecorder, ScriptedMetric, tiny_trainer, torch_oracle_lrs
 from transformers import TrainerCallback
 
-from trainer_callbacks.core.testing import local_mlflow_env
 from trainer_callbacks.lr import ReduceLROnPlateau, plugin
 from trainer_callbacks.lr.history import reductions
 from trainer_callbacks.lr.scaling import unwrap_optimizer
+from trainer_callbacks.testing import local_mlflow_env
 
 PEAK, WARMUP, STEPS, EVAL_EVERY = 1e-3, 3, 16, 2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from trainer_callbacks.core.testing import parametrize_with_checks
+from trainer_callbacks.testing import parametrize_with_checks
 from trainer_callbacks.NAME.callback import BestMetricLogger
 
 

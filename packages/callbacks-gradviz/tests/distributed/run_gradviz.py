@@ -27,14 +27,14 @@ GLOBAL_BATCH = 4
 
 def token_task() -> Any:
     """32 sequences of 8 ids in [0, 100) with fair-coin labels (the test kit's generator, seed 0)."""
-    from trainer_callbacks.core.testing import TokenTask as KitTokenTask
+    from trainer_callbacks.testing import TokenTask as KitTokenTask
 
     return KitTokenTask(32, 0, vocab=100, labels="random")
 
 
 def model() -> Any:
     """The test kit's tiny BERT (seed 0, 100 ids, 32 positions) with dropout off."""
-    from trainer_callbacks.core.testing import tiny_bert
+    from trainer_callbacks.testing import tiny_bert
 
     return tiny_bert(
         0, vocab_size=100, max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0

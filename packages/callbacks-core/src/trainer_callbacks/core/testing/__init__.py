@@ -1,100 +1,88 @@
-"""The trainer-callbacks test kit: a Trainer-faithful simulator, hypothesis strategies and the conformance kit.
+"""Deprecated: the test kit moved to its own distribution, ``trainer-callbacks-testing``.
 
-* :func:`simulate` runs callbacks through the exact event stream of ``Trainer.train()``
-  (see :mod:`.simulator`) in microseconds per step;
-* :mod:`.strategies` (needs ``hypothesis``: ``pip install trainer-callbacks-core[testing]``)
-  generates ``TrainingArguments`` and metric streams;
-* :func:`check_callback`, :func:`checks` and :func:`parametrize_with_checks` run the
-  properties every callback must hold (see :mod:`.checks`);
-* :func:`build_tiny_trainer` builds a real ``Trainer`` on a tiny random-init BERT
-  (:func:`tiny_bert`) and a generated :class:`TokenTask`, for end-to-end tests (see :mod:`.tiny_bert_trainer`).
+``pip install trainer-callbacks-testing`` and import ``trainer_callbacks.testing`` (same names,
+same submodules). Until 0.4 this old name keeps working: importing it warns once with a
+``DeprecationWarning``, and ``trainer_callbacks.core.testing`` and every
+``trainer_callbacks.core.testing.<module>`` are the new modules themselves (not copies), so classes,
+``isinstance`` checks and module state are shared whichever name a test imports. Without the new
+distribution installed the import fails with an ``ImportError`` that says what to install.
 
-Names are loaded on first access, so ``import trainer_callbacks.core.testing`` is cheap.
+Why a finder rather than one stub file per submodule: a user's ``from
+trainer_callbacks.core.testing.simulator import Simulation`` must reach the one ``simulator`` module
+(a second copy would hold its own classes), and the list of submodules should not be written twice.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import warnings
+from types import ModuleType
+from typing import Any
 
-if TYPE_CHECKING:
-    from trainer_callbacks.core.testing import strategies
-    from trainer_callbacks.core.testing.checkpoints import SavedCheckpoint
-    from trainer_callbacks.core.testing.conformance import (
-        CallbackCheckError,
-        FakeClock,
-        check_callback,
-        check_plugin_module_is_light,
-        checks,
-        parametrize_with_checks,
-    )
-    from trainer_callbacks.core.testing.recording import CountingCallback, Event, RecordingCallback, log_keys, trace
-    from trainer_callbacks.core.testing.simulator import Simulation, as_process, simulate
-    from trainer_callbacks.core.testing.tiny_bert_trainer import (
-        TokenTask,
-        build_tiny_trainer,
-        local_mlflow_env,
-        tiny_bert,
-        tiny_bert_config,
-        tiny_training_args,
-    )
-    from trainer_callbacks.core.testing.tiny_model import TinyModel
+OLD = __name__
+NEW = "trainer_callbacks.testing"
+REMOVED_IN = "0.4"
 
-__all__ = [
-    "CallbackCheckError",
-    "CountingCallback",
-    "Event",
-    "FakeClock",
-    "RecordingCallback",
-    "SavedCheckpoint",
-    "Simulation",
-    "TinyModel",
-    "TokenTask",
-    "as_process",
-    "build_tiny_trainer",
-    "check_callback",
-    "check_plugin_module_is_light",
-    "checks",
-    "local_mlflow_env",
-    "log_keys",
-    "parametrize_with_checks",
-    "simulate",
-    "strategies",
-    "tiny_bert",
-    "tiny_bert_config",
-    "tiny_training_args",
-    "trace",
-]
+try:
+    _kit = importlib.import_module(NEW)
+except ModuleNotFoundError as error:
+    if error.name != NEW:
+        raise  # the kit is installed but one of its own imports is missing: that error says which
+    raise ImportError(
+        f"{OLD} moved to {NEW}, in its own distribution: pip install trainer-callbacks-testing "
+        f"(then import {NEW}; the old name is removed in trainer-callbacks-core {REMOVED_IN})",
+        name=OLD,
+    ) from error
 
-_LAZY = {
-    "CallbackCheckError": "conformance",
-    "check_callback": "conformance",
-    "check_plugin_module_is_light": "conformance",
-    "FakeClock": "conformance",
-    "checks": "conformance",
-    "parametrize_with_checks": "conformance",
-    "Event": "recording",
-    "CountingCallback": "recording",
-    "RecordingCallback": "recording",
-    "log_keys": "recording",
-    "trace": "recording",
-    "SavedCheckpoint": "checkpoints",
-    "Simulation": "simulator",
-    "as_process": "simulator",
-    "simulate": "simulator",
-    "TinyModel": "tiny_model",
-    "TokenTask": "tiny_bert_trainer",
-    "build_tiny_trainer": "tiny_bert_trainer",
-    "local_mlflow_env": "tiny_bert_trainer",
-    "tiny_bert": "tiny_bert_trainer",
-    "tiny_bert_config": "tiny_bert_trainer",
-    "tiny_training_args": "tiny_bert_trainer",
-}
+
+# stacklevel 2 is the importing line: warnings skips importlib's own frames when it counts.
+warnings.warn(
+    f"{OLD} is deprecated: import {NEW} (pip install trainer-callbacks-testing); "
+    f"the old name is removed in trainer-callbacks-core {REMOVED_IN}",
+    DeprecationWarning,
+    stacklevel=2,
+)
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves ``trainer_callbacks.core.testing.X`` to the already importable ``trainer_callbacks.testing.X``."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> Any:
+        if not fullname.startswith(OLD + "."):
+            return None
+        if importlib.util.find_spec(NEW + fullname[len(OLD) :]) is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def __init__(self) -> None:
+        self._specs: dict[str, Any] = {}
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        module = importlib.import_module(NEW + spec.name[len(OLD) :])
+        self._specs[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        # Between create and exec the import system stamps the alias's spec on the real module: give its own back.
+        for name, spec in list(self._specs.items()):
+            if spec is not None and spec.name == module.__name__:
+                module.__spec__ = self._specs.pop(name)
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _MovedModules())
+
+__all__ = list(_kit.__all__)
+__doc__ = (__doc__ or "") + "\n" + (_kit.__doc__ or "")
 
 
 def __getattr__(name: str) -> Any:
-    if name == "strategies":
-        return importlib.import_module(f"{__name__}.strategies")
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(_kit, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(dir(_kit)))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch.utils.data import Dataset
 
-from trainer_callbacks.core.testing.real_trainer import build_trainer
+from trainer_callbacks.testing.real_trainer import build_trainer
 
 if TYPE_CHECKING:
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from transformers import EarlyStoppingCallback, TrainingArguments
 
-from trainer_callbacks.core.testing import CountingCallback, RecordingCallback, Simulation, simulate, trace
-from trainer_callbacks.core.testing.real_trainer import build_trainer, run_trainer
+from trainer_callbacks.testing import CountingCallback, RecordingCallback, Simulation, simulate, trace
+from trainer_callbacks.testing.real_trainer import build_trainer, run_trainer
 
 
 def metrics_like(events: list[Any]) -> Any:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core import ConfigurationError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from trainer_callbacks.core.testing.checkpoints import PREFIX, folder_mtime_ns, stamp_after_save
-from trainer_callbacks.core.testing.tiny_model import TinyModel
+from trainer_callbacks.testing.checkpoints import PREFIX, folder_mtime_ns, stamp_after_save
+from trainer_callbacks.testing.tiny_model import TinyModel
 
 
 class RegressionSet(Dataset):  # type: ignore[type-arg]

@@ -49,9 +49,9 @@ from typing import Any
 from transformers import TrainingArguments
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
-from trainer_callbacks.core.testing.metric_source import MetricsSource
-from trainer_callbacks.core.testing.recording import WALL_CLOCK_SUFFIXES, Event
-from trainer_callbacks.core.testing.simulator import Simulation
+from trainer_callbacks.testing.metric_source import MetricsSource
+from trainer_callbacks.testing.recording import WALL_CLOCK_SUFFIXES, Event
+from trainer_callbacks.testing.simulator import Simulation
 
 Factory = Callable[[], TrainerCallback]
 
@@ -345,7 +345,7 @@ def check_state_round_trip(factory: Factory, setup: CheckSetup) -> None:
     ``state_dict()``, restored by ``load_state_dict()``), and derive nothing at
     ``on_train_begin`` that a resumed run cannot recompute.
     """
-    from trainer_callbacks.core.callback import PluginCallback
+    from trainer_callbacks.core import PluginCallback
 
     probe = factory()
     modes = [True] + ([False] if isinstance(probe, PluginCallback) else [])

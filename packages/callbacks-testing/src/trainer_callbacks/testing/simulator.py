@@ -48,16 +48,16 @@ from transformers.trainer_callback import (
 from transformers.trainer_utils import SaveStrategy, TrainOutput, speed_metrics
 
 from trainer_callbacks.core import compat
-from trainer_callbacks.core.testing.checkpoints import PREFIX, CheckpointStore, SavedCheckpoint, trainer_state_json
-from trainer_callbacks.core.testing.metric_source import (
+from trainer_callbacks.testing.checkpoints import PREFIX, CheckpointStore, SavedCheckpoint, trainer_state_json
+from trainer_callbacks.testing.metric_source import (
     MetricsSource,
     as_eval_metrics,
     count_evaluations,
     metric_function,
 )
-from trainer_callbacks.core.testing.recording import Event
-from trainer_callbacks.core.testing.schedule import TrainingPlan, dataloader_length, plan_training
-from trainer_callbacks.core.testing.tiny_model import (
+from trainer_callbacks.testing.recording import Event
+from trainer_callbacks.testing.schedule import TrainingPlan, dataloader_length, plan_training
+from trainer_callbacks.testing.tiny_model import (
     TinyModel,
     build_optimizer,
     build_scheduler,
@@ -66,7 +66,7 @@ from trainer_callbacks.core.testing.tiny_model import (
     is_metric_driven,
     optimizer_step_is_a_no_op,
 )
-from trainer_callbacks.core.testing.versions import require_kit_transformers
+from trainer_callbacks.testing.versions import require_kit_transformers
 
 require_kit_transformers()  # under transformers 4.x (or 5.0-5.3): a clear error naming the kit's range
 
@@ -105,7 +105,7 @@ def check_transformers_version(version: str | None = None) -> bool:
     if version not in _warned_versions:
         _warned_versions.add(version)
         warnings.warn(
-            f"trainer_callbacks.core.testing.simulate mirrors the Trainer of transformers {TRANSFORMERS_VERSIONS}, "
+            f"trainer_callbacks.testing.simulate mirrors the Trainer of transformers {TRANSFORMERS_VERSIONS}, "
             f"but transformers {version} is installed: simulated runs may differ from real ones. Run the "
             "simulator's differential tests (packages/callbacks-core/tests/testing) against this version, or "
             "install a mirrored one.",
@@ -723,7 +723,7 @@ class Simulation:
             if not os.path.isdir(best):
                 logger.warning("Could not locate the best model at %s", best)
                 return
-            from trainer_callbacks.core.testing.checkpoints import read_checkpoint
+            from trainer_callbacks.testing.checkpoints import read_checkpoint
 
             saved = read_checkpoint(best)
         if saved.model_state is not None:

@@ -18,7 +18,7 @@ import pytest
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from trainer_callbacks.core.callback import PluginCallback
-from trainer_callbacks.core.testing import CallbackCheckError, check_callback, checks, parametrize_with_checks
+from trainer_callbacks.testing import CallbackCheckError, check_callback, checks, parametrize_with_checks
 
 
 class PatienceStop(PluginCallback):
@@ -230,7 +230,7 @@ def test_pytest_plugin_option_adds_one_test_per_check(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     # In-process (as pytester's runpytest_inprocess does) to avoid re-importing torch in a subprocess;
-    # the plugin is loaded from core's pytest11 entry point as in any pytest session.
+    # the plugin is loaded from the kit's pytest11 entry point as in any pytest session.
     code = pytest.main(
         [
             "-q",
@@ -292,7 +292,7 @@ class Jittery(WallClockRate):
     def reset(self) -> None:
         super().reset()
         type(self).runs += 1
-        from trainer_callbacks.core.testing import FakeClock
+        from trainer_callbacks.testing import FakeClock
 
         self.clock = FakeClock(tick=1.0 / (1.0 + type(self).runs))  # type: ignore[method-assign]
 
@@ -345,7 +345,7 @@ def test_non_deterministic_keys_must_be_strings() -> None:
 
 
 def test_a_fake_clock_makes_wall_clock_values_exact() -> None:
-    from trainer_callbacks.core.testing import FakeClock, simulate
+    from trainer_callbacks.testing import FakeClock, simulate
 
     def with_clock() -> WallClockRate:
         callback = WallClockRate()
@@ -363,7 +363,7 @@ def test_a_fake_clock_makes_wall_clock_values_exact() -> None:
 
 
 def test_entry_point_check_finds_a_heavy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainer_callbacks.core.testing import check_plugin_module_is_light
+    from trainer_callbacks.testing import check_plugin_module_is_light
 
     package = tmp_path / "heavyplug"
     package.mkdir()
@@ -383,7 +383,7 @@ def test_entry_point_check_finds_a_heavy_plugin_module(tmp_path: Path, monkeypat
 
 
 def test_entry_point_modules_of_the_first_party_callbacks() -> None:
-    from trainer_callbacks.core.testing.conformance import entry_point_modules
+    from trainer_callbacks.testing.conformance import entry_point_modules
 
     installed = entry_point_modules("trainer_callbacks.earlystop.callback")
     if not installed:

@@ -22,7 +22,7 @@ modification time at least one second after every other checkpoint folder
 (:func:`next_mtime`; on disk it sets it with ``os.utime``). A save that only
 overwrites files leaves the folder's time as it was, as on disk. To compare a real
 ``Trainer`` with the simulator under the same clock, run it inside
-:func:`~trainer_callbacks.core.testing.real_trainer.checkpoint_saves_a_second_apart`.
+:func:`~trainer_callbacks.testing.real_trainer.checkpoint_saves_a_second_apart`.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def stamp_after_save(folder: str, mtime_ns_before: int | None) -> None:
 
     The siblings are the other ``checkpoint-*`` folders of its parent. Used on disk by the
     simulator and, in differential tests, by the real ``Trainer``
-    (:func:`~trainer_callbacks.core.testing.real_trainer.checkpoint_saves_a_second_apart`).
+    (:func:`~trainer_callbacks.testing.real_trainer.checkpoint_saves_a_second_apart`).
     """
     if not os.path.isdir(folder) or folder_mtime_ns(folder) == mtime_ns_before:
         return

@@ -55,7 +55,7 @@ def kit_unsupported_reason(version: str | None = None) -> str | None:
         f"the trainer-callbacks test kit (simulator, conformance checks) needs transformers{KIT_TRANSFORMERS}, "
         f"but transformers {version} is installed: it mirrors the Trainer of transformers 5.x. The callbacks "
         f"themselves support transformers 4.57; test them on it with a real Trainer "
-        f"(trainer_callbacks.core.testing.build_tiny_trainer), or install transformers{KIT_TRANSFORMERS}"
+        f"(trainer_callbacks.testing.build_tiny_trainer), or install transformers{KIT_TRANSFORMERS}"
     )
 
 

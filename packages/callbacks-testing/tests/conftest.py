@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trainer_callbacks.core.testing.real_trainer import checkpoint_saves_a_second_apart
+from trainer_callbacks.testing.real_trainer import checkpoint_saves_a_second_apart
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
-"""The trainer-callbacks pytest plugin (entry point ``pytest11``: loaded automatically once core is installed).
+"""The trainer-callbacks pytest plugin (the kit's ``pytest11`` entry point: loaded once the kit is installed).
 
 It gives third-party callback authors the conformance kit without writing a test:
 
 * the ``callback_checks`` fixture: ``callback_checks(MyCallback, args={...})`` runs every
-  check (:func:`trainer_callbacks.core.testing.check_callback`) and fails the test with
+  check (:func:`trainer_callbacks.testing.check_callback`) and fails the test with
   the list of failed checks and what to fix;
 * the ``--trainer-callbacks-check=package.module:Factory`` option (repeatable): adds one
   test per check for that callback factory to the session, e.g.
@@ -113,7 +113,7 @@ def parse_expected_failures(values: list[str], known: list[str]) -> dict[str, st
 
 
 def parse_check_options(values: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> keywords of :func:`~trainer_callbacks.core.testing.checks`."""
+    """``["key=value", ...]`` -> keywords of :func:`~trainer_callbacks.testing.checks`."""
     options: dict[str, Any] = {}
     for value in values:
         key, equals, text = value.partition("=")
@@ -155,7 +155,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     specs = config.getoption("trainer_callbacks_check", default=[]) or []
     if not specs:
         return
-    from trainer_callbacks.core.testing.conformance import ALL_CHECKS, as_factory, checks, describe
+    from trainer_callbacks.testing.conformance import ALL_CHECKS, as_factory, checks, describe
 
     expected = parse_expected_failures(config.getoption("trainer_callbacks_xfail", default=[]) or [], list(ALL_CHECKS))
     options = parse_check_options(config.getoption("trainer_callbacks_check_option", default=[]) or [])
@@ -177,9 +177,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def callback_checks() -> Callable[..., None]:
     """``callback_checks(factory, *, args=None, metrics=None, expected_failures=None, **simulate_options)``.
 
-    Runs :func:`trainer_callbacks.core.testing.check_callback`; the test fails with every
+    Runs :func:`trainer_callbacks.testing.check_callback`; the test fails with every
     failed check listed.
     """
-    from trainer_callbacks.core.testing.conformance import check_callback
+    from trainer_callbacks.testing.conformance import check_callback
 
     return check_callback

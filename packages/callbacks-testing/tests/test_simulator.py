@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import rotate_checkpoints
 
-from trainer_callbacks.core.testing import Simulation, simulate, strategies
-from trainer_callbacks.core.testing.checkpoints import rotate_in_memory
-from trainer_callbacks.core.testing.simulator import (
+from trainer_callbacks.testing import Simulation, simulate, strategies
+from trainer_callbacks.testing.checkpoints import rotate_in_memory
+from trainer_callbacks.testing.simulator import (
     TRANSFORMERS_VERSIONS,
     SimulatorVersionWarning,
     check_transformers_version,

@@ -47,8 +47,8 @@ from hypothesis import event as note_event
 from hypothesis import strategies as st
 from transformers.trainer_callback import TrainerCallback
 
-from trainer_callbacks.core.testing import CountingCallback, RecordingCallback, Simulation, simulate, strategies, trace
-from trainer_callbacks.core.testing.real_trainer import RegressionSet, build_trainer, run_trainer
+from trainer_callbacks.testing import CountingCallback, RecordingCallback, Simulation, simulate, strategies, trace
+from trainer_callbacks.testing.real_trainer import RegressionSet, build_trainer, run_trainer
 
 FLAGS = ("should_training_stop", "should_epoch_stop", "should_evaluate", "should_save", "should_log")
 SCRIPT_EVENTS = (

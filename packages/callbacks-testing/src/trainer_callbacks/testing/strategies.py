@@ -1,6 +1,6 @@
 """Hypothesis strategies for callback tests: ``TrainingArguments`` and metric streams.
 
-Needs ``hypothesis`` (``pip install trainer-callbacks-core[testing]``).
+Needs ``hypothesis`` (a dependency of ``trainer-callbacks-testing``).
 
 * :func:`training_args_kwargs` / :func:`training_args`: valid ``TrainingArguments``
   configurations within the space the simulator reproduces (epochs or ``max_steps``,
@@ -14,7 +14,7 @@ Needs ``hypothesis`` (``pip install trainer-callbacks-core[testing]``).
 Example::
 
     from hypothesis import given
-    from trainer_callbacks.core.testing import simulate, strategies as tcst
+    from trainer_callbacks.testing import simulate, strategies as tcst
 
     @given(tcst.training_setups(output_dir="/tmp/x", require_eval=True), tcst.metric_streams())
     def test_never_crashes(setup, stream):
