@@ -247,7 +247,9 @@ def test_demo_trains_with_no_plugin_installed(tmp_path: Path, run_cli: Any, clea
     assert "callbacks (none installed)" in result.stdout
     assert "Trained 6 of 6 steps" in result.stdout and "ran to max_steps" in result.stdout
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
-    assert not any(line.startswith("- ") for line in result.stdout.splitlines())  # no plugin lines
+    listed = [line for line in result.stdout.splitlines() if line.startswith("- ")]
+    # core's own line about the checkpoints (6 steps: saved at each one), and no plugin's line
+    assert listed == ["- checkpoints saved every step: kept 6 (steps 1-6); none deleted"]
 
 
 def test_demo_with_config_file_and_local_model(tmp_path: Path, run_cli: Any, require_plugins: Any) -> None:
@@ -488,7 +490,9 @@ def test_demo_trains_on_a_users_jsonl_file(tmp_path: Path, run_cli: Any, clean_e
     vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
     assert {"splendid", "dreary", "average", "show"} <= set(vocab)  # the built-in tokenizer learnt the file's words
     state = json.loads((out / "trainer_state.json").read_text())
-    assert state["global_step"] == 8 and any("eval_accuracy" in e for e in state["log_history"])
+    assert state["global_step"] == 8
+    # shorter than the size's 20-step interval: evaluated four times anyway, on transformers 4.x and 5.x alike
+    assert [e["step"] for e in state["log_history"] if "eval_accuracy" in e] == [2, 4, 6, 8]
 
 
 @pytest.mark.parametrize(
@@ -521,3 +525,19 @@ def test_a_bad_data_file_is_a_clear_error_and_keeps_the_previous_output(
     assert err.startswith("trainer-callbacks: error: demo --data 'data.jsonl'") and expected in err, err
     assert "Traceback" not in err
     assert_previous_output_intact(out)
+
+
+def test_a_short_demo_still_evaluates_saves_and_logs_a_few_times() -> None:
+    """The intervals shrink for a short ``--max-steps`` (so every metric-driven callback has evaluations to act on)
+    and stay the size's own for a full-length run."""
+    from trainer_callbacks.core.demo import FULL, QUICK, interval, training_arguments
+
+    for steps in (1, 2, 3, 7, 8, 50, 79, 80, 81, 400, 1000):
+        every = interval(QUICK.eval_steps, steps)
+        assert 1 <= every <= QUICK.eval_steps
+        acts = steps // every
+        assert acts >= min(steps, 4), (steps, every)  # at least four evaluations (or one per step)
+    assert interval(FULL.eval_steps, FULL.max_steps) == FULL.eval_steps
+    assert interval(QUICK.eval_steps, QUICK.max_steps) == QUICK.eval_steps
+    args = training_arguments(Path("unused"), QUICK, 8, [])
+    assert (args.eval_steps, args.save_steps, args.logging_steps) == (2, 2, 2)

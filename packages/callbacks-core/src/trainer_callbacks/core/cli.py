@@ -123,7 +123,13 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
         "column and a 'label' (or 'labels') column of classes (whole numbers or strings); a fifth of the rows "
         "is held out for evaluation",
     )
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="train this many steps (default 1000, --quick 400); a short run evaluates, saves and logs "
+        "about four times",
+    )
     p.add_argument("--quick", action="store_true", help="a reduced size, for tests")
     p.set_defaults(func=cmd_demo)
     if plugin_commands:

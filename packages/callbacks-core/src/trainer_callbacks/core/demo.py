@@ -317,9 +317,21 @@ def quiet_progress_bar() -> Any:
     return DemoProgress()
 
 
+def interval(every: int, max_steps: int) -> int:
+    """The size's evaluation (and save, logging) interval, shortened so that a run of ``max_steps`` still acts
+    about four times: ``--max-steps 8`` evaluates at steps 2, 4, 6 and 8.
+
+    Without it a run shorter than the interval never evaluates under transformers 4.x, and under 5.x only
+    once, at its last step (5.x's ``DefaultFlowCallback`` evaluates and saves at the end; 4.x does not),
+    so the monitored metrics, the best checkpoint and every metric-driven callback would have nothing.
+    """
+    return min(every, max(1, max_steps // 4))
+
+
 def training_arguments(output_dir: Path, size: DemoSize, max_steps: int, report_to: list[str]) -> Any:
     from transformers import TrainingArguments
 
+    eval_steps = interval(size.eval_steps, max_steps)
     return TrainingArguments(
         output_dir=str(output_dir),
         max_steps=max_steps,
@@ -330,11 +342,11 @@ def training_arguments(output_dir: Path, size: DemoSize, max_steps: int, report_
         warmup_steps=size.warmup_steps,
         weight_decay=0.01,
         eval_strategy="steps",
-        eval_steps=size.eval_steps,
+        eval_steps=eval_steps,
         save_strategy="steps",
-        save_steps=size.eval_steps,
+        save_steps=eval_steps,
         logging_strategy="steps",
-        logging_steps=size.logging_steps,
+        logging_steps=interval(size.logging_steps, max_steps),
         load_best_model_at_end=True,
         metric_for_best_model=METRIC,
         greater_is_better=False,
@@ -552,7 +564,7 @@ def checkpoint_line(out: Path, state: Mapping[str, Any]) -> str | None:
         shown = ", ".join(f"checkpoint-{s}" for s in kept) or "none"
     else:
         shown = f"{len(kept)} (steps {_ranges(kept, every)})"
-    line = f"checkpoints saved every {every} steps: kept {shown}"
+    line = f"checkpoints saved every {f'{every} steps' if every > 1 else 'step'}: kept {shown}"
     return line + (f"; deleted {len(deleted)} (steps {_ranges(deleted, every)})" if deleted else "; none deleted")
 
 
