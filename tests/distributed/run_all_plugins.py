@@ -6,8 +6,8 @@ Usage (the tests run it, each process writes ``OUT_DIR/rank<R>.json``):
     torchrun --nproc_per_node=2 run_all_plugins.py zero2 OUT_DIR       # DeepSpeed ZeRO-1/2/3 (DS_ACCELERATOR=cpu)
     torchrun --nproc_per_node=2 run_all_plugins.py zero2-bf16 OUT_DIR  # on CPU: -bf16, -fp16 (see allow_fp16_on_cpu)
     torchrun --nproc_per_node=2 run_all_plugins.py zero3-gpu-bf16 OUT  # on GPUs (nccl): -fp32, -bf16, -fp16
-    torchrun ... run_all_plugins.py zero3 OUT --max-steps 32 --stop-after 20   # then, in the same OUT:
-    torchrun ... run_all_plugins.py zero3 OUT --max-steps 32 --resume          # resumes from the last checkpoint
+    torchrun --nproc_per_node=2 run_all_plugins.py zero3 OUT --stop-after 20   # then, in the same OUT:
+    torchrun --nproc_per_node=2 run_all_plugins.py zero3 OUT --resume   # from get_last_checkpoint(OUT/run)
     torchrun --nproc_per_node=2 run_all_plugins.py ddp OUT_DIR         # 2 processes x batch 8 (gloo)
     torchrun --nnodes=2 --node_rank=R --nproc_per_node=1 ... nodes OUT_DIR   # 2 "nodes", save_on_each_node
 
@@ -119,9 +119,7 @@ def allow_fp16_on_cpu() -> None:
     accelerator.is_fp16_supported = lambda: True
 
 
-def main(
-    mode: str, out_dir: str, max_steps: int = MAX_STEPS, stop_after: int | None = None, resume: bool = False
-) -> None:
+def main(mode: str, out_dir: str, stop_after: int | None = None, resume: bool = False) -> None:
     """One run; ``stop_after``: stop after that step (its save done); ``resume``: continue from the last checkpoint."""
     from transformers import (
         DataCollatorWithPadding,
@@ -161,7 +159,7 @@ def main(
         output_dir=output_dir,
         per_device_train_batch_size=GLOBAL_BATCH // world,
         per_device_eval_batch_size=16,
-        max_steps=max_steps,
+        max_steps=MAX_STEPS,
         learning_rate=5e-3,
         lr_scheduler_type="constant",
         eval_strategy="steps",
@@ -270,7 +268,6 @@ def parse(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode")
     parser.add_argument("out_dir")
-    parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this step (after its save)")
     parser.add_argument(
         "--resume", action="store_true", help="resume from OUT_DIR/run's last checkpoint; writes rank<R>-resumed.json"

@@ -84,11 +84,17 @@ def grad_norms(result: dict[str, Any]) -> dict[tuple[int, str], float]:
 
 
 def expected_kept(result: dict[str, Any]) -> list[str]:
-    """keep_last=1 + keep_best=1 (by eval_loss, lower is better, earliest on ties) over the saved steps."""
+    """keep_last=1 + keep_best=1 by eval_loss (lower is better) over the saved steps, as the policy says.
+
+    Kept: the last; the policy's best (ties: the newer checkpoint wins); and the Trainer's
+    ``best_model_checkpoint`` (``metric_for_best_model="eval_loss"``: it moves only on a strict
+    improvement, so it is the first of the lowest). Without ties these are two folders; bf16 and
+    fp16 evaluations repeat values, and then the first and the last of the lowest are both kept.
+    """
     evals = {e["step"]: e["eval_loss"] for e in result["log_history"] if "eval_loss" in e}
     saved = list(range(EVERY, result["global_step"] + 1, EVERY))
-    best = min(saved, key=lambda s: (evals[s], s))
-    return [f"checkpoint-{s}" for s in sorted({saved[-1], best})]
+    lowest = [s for s in saved if evals[s] == min(evals[t] for t in saved)]
+    return [f"checkpoint-{s}" for s in sorted({saved[-1], lowest[0], lowest[-1]})]
 
 
 def checkpoints(folder: Path) -> list[str]:
