@@ -240,6 +240,8 @@ FIRST_PARTY = (
     "trainer-callbacks-lr",
     "trainer-callbacks-gradviz",
     "trainer-callbacks-checkpoint",
+    "trainer-callbacks-app",
+    "trainer-callbacks-testing",
 )
 
 

@@ -45,10 +45,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from trainer_callbacks.core.demo_data import LABELS, TaskConfig, accuracy, build_tokenizer, generate
+from trainer_callbacks.app.demo_data import LABELS, TaskConfig, accuracy, build_tokenizer, generate
+from trainer_callbacks.app.text_data import encode_labels, read_file, rows_to_dataset, tokenize, words
 from trainer_callbacks.core.errors import ConfigurationError
 from trainer_callbacks.core.hf_args import callback_dataclasses, create_callbacks
-from trainer_callbacks.core.text_data import encode_labels, read_file, rows_to_dataset, tokenize, words
 
 logger = logging.getLogger(__name__)
 

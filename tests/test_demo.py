@@ -241,7 +241,7 @@ def test_outputs_and_plots_exist(demo: DemoRun) -> None:
 
 def test_demo_trains_with_no_plugin_installed(tmp_path: Path, run_cli: Any, clean_env: Any) -> None:
     out = tmp_path / "out"
-    env = clean_env(TRAINER_CALLBACKS_DISABLE_AUTOLOAD="1")
+    env = clean_env(TRAINER_CALLBACKS_DISABLE_AUTOLOAD="1", TRAINER_CALLBACKS_PLUGINS="app")  # the app alone
     result = run_cli(["demo", "--quick", "--max-steps", "6", "--output-dir", str(out)], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "callbacks (none installed)" in result.stdout
@@ -257,7 +257,7 @@ def test_demo_with_config_file_and_local_model(tmp_path: Path, run_cli: Any, req
     require_plugins("earlystop")
     from transformers import BertConfig, BertForSequenceClassification
 
-    from trainer_callbacks.core.demo_data import build_tokenizer, vocabulary
+    from trainer_callbacks.app.demo_data import build_tokenizer, vocabulary
 
     model_dir = tmp_path / "tiny-bert"
     config = BertConfig(
@@ -302,7 +302,7 @@ def test_demo_with_config_file_and_local_model(tmp_path: Path, run_cli: Any, req
 
 def previous_output(out: Path) -> Path:
     """A previous demo's output folder (it carries the demo's marker), with a file to recognise it by."""
-    from trainer_callbacks.core.demo import MARKER
+    from trainer_callbacks.app.demo import MARKER
 
     out.mkdir(parents=True)
     (out / MARKER).write_text("previous demo\n")
@@ -312,7 +312,7 @@ def previous_output(out: Path) -> Path:
 
 
 def assert_previous_output_intact(out: Path) -> None:
-    from trainer_callbacks.core.demo import MARKER
+    from trainer_callbacks.app.demo import MARKER
 
     assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "trainer_state.json", "checkpoint-5"])
     assert (out / "trainer_state.json").read_text() == '{"previous": true}'
@@ -373,8 +373,8 @@ def demo_in_process(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``demo.run`` in this process, with a code-registered plugin ``failing``, no autoload and no trackers."""
     import types
 
+    from trainer_callbacks.app import demo as demo_module
     from trainer_callbacks.core import CallbackSpec, hookimpl, plugins
-    from trainer_callbacks.core import demo as demo_module
 
     for var in (plugins.ENV_ALLOW, plugins.ENV_BLOCK):
         monkeypatch.delenv(var, raising=False)
@@ -408,7 +408,7 @@ def test_a_failure_mid_run_with_no_previous_output_leaves_nothing(tmp_path: Path
 
 
 def test_a_successful_run_replaces_the_previous_output(tmp_path: Path, demo_in_process: Any) -> None:
-    from trainer_callbacks.core.demo import MARKER
+    from trainer_callbacks.app.demo import MARKER
 
     out = previous_output(tmp_path / "out")
     demo_in_process.run(out, config={}, quick=True, max_steps=2, stream=io.StringIO())
@@ -421,7 +421,7 @@ def test_a_successful_run_replaces_the_previous_output(tmp_path: Path, demo_in_p
 def test_the_output_folder_is_checked_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainer_callbacks.core.demo import backup_path, check_output_dir
+    from trainer_callbacks.app.demo import backup_path, check_output_dir
     from trainer_callbacks.core.errors import ConfigurationError
 
     foreign = tmp_path / "foreign"
@@ -451,7 +451,7 @@ def test_the_output_folder_is_checked_before_anything_is_written(
 
 
 def test_replace_on_success_restores_the_previous_output_on_any_exception(tmp_path: Path) -> None:
-    from trainer_callbacks.core.demo import MARKER, replace_on_success
+    from trainer_callbacks.app.demo import MARKER, replace_on_success
 
     out = previous_output(tmp_path / "out")
     with pytest.raises(KeyboardInterrupt), replace_on_success(out) as new:
@@ -477,7 +477,10 @@ def test_demo_trains_on_a_users_jsonl_file(tmp_path: Path, run_cli: Any, clean_e
     data = write_reviews(tmp_path / "reviews.jsonl")
     out = tmp_path / "out"
     env = clean_env(
-        TRAINER_CALLBACKS_DISABLE_AUTOLOAD="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "cache")
+        TRAINER_CALLBACKS_DISABLE_AUTOLOAD="1",
+        TRAINER_CALLBACKS_PLUGINS="app",
+        HF_DATASETS_OFFLINE="1",
+        HF_DATASETS_CACHE=str(tmp_path / "cache"),
     )
     result = run_cli(
         ["demo", "--quick", "--max-steps", "8", "--data", str(data), "--output-dir", str(out)], cwd=tmp_path, env=env
@@ -530,7 +533,7 @@ def test_a_bad_data_file_is_a_clear_error_and_keeps_the_previous_output(
 def test_a_short_demo_still_evaluates_saves_and_logs_a_few_times() -> None:
     """The intervals shrink for a short ``--max-steps`` (so every metric-driven callback has evaluations to act on)
     and stay the size's own for a full-length run."""
-    from trainer_callbacks.core.demo import FULL, QUICK, interval, training_arguments
+    from trainer_callbacks.app.demo import FULL, QUICK, interval, training_arguments
 
     for steps in (1, 2, 3, 7, 8, 50, 79, 80, 81, 400, 1000):
         every = interval(QUICK.eval_steps, steps)

@@ -44,7 +44,7 @@ def build_trainer(output_dir: Path, callbacks: list[Any], **overrides: Any) -> A
         TrainingArguments,
     )
 
-    from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
+    from trainer_callbacks.app.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
 
     task = TaskConfig(train_size=128, eval_size=48, seed=3)
     tokenizer = build_tokenizer(task, model_max_length=48)

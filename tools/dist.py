@@ -11,7 +11,7 @@
    pytest plugin of ours is registered; the kit's wheel (``trainer-callbacks-testing``) with core's:
    no plugin listed, its ``pytest11`` entry point and ``trainer_callbacks.testing`` import from the
    wheel, and the deprecated ``trainer_callbacks.core.testing`` gives the same modules with a
-   ``DeprecationWarning``; then the suite with every wheel: exactly the four first-party plugins.
+   ``DeprecationWarning``; then the suite with every wheel: exactly the four callbacks and the app.
 
 ``python tools/dist.py --out dist [--only earlystop|testing ...] [--no-venv]``; exits 1 on any problem.
 """

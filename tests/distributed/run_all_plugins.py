@@ -129,8 +129,8 @@ def main(mode: str, out_dir: str, stop_after: int | None = None, resume: bool = 
     )
     from transformers.trainer_utils import get_last_checkpoint
 
+    from trainer_callbacks.app.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
     from trainer_callbacks.core import create_all
-    from trainer_callbacks.core.demo_data import EncodedDataset, TaskConfig, accuracy, build_tokenizer, generate
     from trainer_callbacks.testing import tiny_bert
 
     gpu = "-gpu" in mode

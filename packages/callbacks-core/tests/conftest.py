@@ -1,22 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from trainer_callbacks.core import plugins
-
-
-@pytest.fixture
-def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A registry rebuilt from scratch for the test, and again afterwards."""
-    for var in (plugins.ENV_ALLOW, plugins.ENV_BLOCK, plugins.ENV_DISABLE_AUTOLOAD):
-        monkeypatch.delenv(var, raising=False)
-    plugins.reload()
-    yield
-    plugins.reload()
 
 
 @pytest.fixture

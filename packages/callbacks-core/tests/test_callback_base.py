@@ -90,7 +90,7 @@ def test_validation_runs_at_train_begin_before_any_step(tiny_trainer: Any) -> No
 
 
 def test_plugin_hook_sees_every_callback(
-    tiny_trainer: Any, fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+    tiny_trainer: Any, fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()

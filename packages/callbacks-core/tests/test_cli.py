@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import argparse
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +26,7 @@ def test_list_imports_neither_torch_nor_transformers() -> None:
 
 
 @pytest.fixture
-def documented_plugin(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def documented_plugin(fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()
 
@@ -74,42 +73,45 @@ def test_errors_are_one_clear_line_and_exit_2(documented_plugin: None, capsys: p
     assert err.startswith("trainer-callbacks: error: ") and "Did you mean 'hello'" in err
 
 
-def test_plot_draws_the_curves_from_trainer_state(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    history = [{"loss": 1.0 / (s + 1), "learning_rate": 1e-3 * (1 - s / 20), "step": s} for s in range(1, 20)]
-    history += [{"eval_loss": 0.5 + 0.01 * s, "step": s} for s in range(5, 20, 5)]
-    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
-    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "plots")]) == 0
-    png = tmp_path / "plots" / "curves.png"
-    from matplotlib.image import imread
+def test_core_commands_are_list_and_show_and_the_app_adds_demo_and_plot(fresh_plugin_registry: None) -> None:
+    from trainer_callbacks.core.cli import BUILTIN_COMMANDS, build_parser
 
-    pixels = imread(png)
-    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
-    assert pixels.std() > 0.01  # not a blank canvas
+    assert BUILTIN_COMMANDS == ["list", "show"]
 
+    def commands(parser: argparse.ArgumentParser) -> set[str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(sub.choices)
 
-def test_plot_without_a_trainer_state_says_what_to_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plot", str(tmp_path)]) == 2
-    assert "no trainer_state.json" in capsys.readouterr().err
+    assert {"list", "show", "demo", "plot"} <= commands(build_parser())  # the app is installed in this environment
+    assert commands(build_parser(plugin_commands=False)) == {"list", "show"}
 
 
-def test_frequent_events_become_ticks_and_rare_ones_stay_lines() -> None:
-    pytest.importorskip("matplotlib")
-    import matplotlib
+def test_an_app_command_without_the_app_says_what_to_install(
+    fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib import metadata
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
+    plugins.reload()
+    real = metadata.distribution
 
-    from trainer_callbacks.core.plotting import FREQUENT, PlotEvent, _mark_events
+    def distribution(name: str) -> metadata.Distribution:
+        if name == "trainer-callbacks-app":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
 
-    prunes = [PlotEvent(step=10 * i, label="pruned", kind="prune") for i in range(1, FREQUENT + 3)]
-    stop = PlotEvent(step=75, label="early stop", kind="early_stop")
-    fig, ax = plt.subplots()
-    _mark_events(ax, [*prunes, stop], {"prune": "red", "early_stop": "blue"})
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    plt.close(fig)
-    ticks = lines[f"prune ({len(prunes)})"]
-    # get_xdata is annotated ArrayLike (a scalar too): as an array, then a list
-    assert np.asarray(ticks.get_xdata()).tolist() == [e.step for e in prunes] and ticks.get_marker() == "|"
-    assert np.asarray(lines["early stop"].get_xdata()).tolist() == [75, 75]  # a full-height vertical line
+    monkeypatch.setattr(metadata, "distribution", distribution)
+    assert main(["demo", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("trainer-callbacks: error: 'demo' is a command of trainer-callbacks-app")
+    assert "pip install trainer-callbacks-app" in err and "\n" not in err
+
+
+def test_an_app_command_switched_off_names_the_switches(
+    fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(plugins.ENV_BLOCK, "app")
+    plugins.reload()
+    assert main(["plot", "anywhere"]) == 2
+    err = capsys.readouterr().err
+    assert "installed but not loaded" in err and plugins.ENV_BLOCK in err and "TRAINER_CALLBACKS_PLUGINS" in err

@@ -14,7 +14,9 @@ from trainer_callbacks.core.cli import main
 
 
 @pytest.fixture
-def add_plugin(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Callable[..., Any]], None]:
+def add_plugin(
+    fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str, Callable[..., Any]], None]:
     """Register, in code and with autoload off, a plugin whose ``register_commands`` is ``register``."""
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()

@@ -23,7 +23,7 @@ class Probe:
 
 
 @pytest.fixture(autouse=True)
-def probe_plugin(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def probe_plugin(fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")

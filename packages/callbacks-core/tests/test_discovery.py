@@ -46,7 +46,7 @@ def make_plugin(name: str = "probe") -> types.ModuleType:
 
 
 @pytest.fixture
-def fake_entry_points(monkeypatch: pytest.MonkeyPatch, fresh_registry: None) -> dict[str, types.ModuleType]:
+def fake_entry_points(monkeypatch: pytest.MonkeyPatch, fresh_plugin_registry: None) -> dict[str, types.ModuleType]:
     """Entry points `good` and `other` (importable modules) and `broken` (raises on import)."""
     import sys
 
@@ -167,7 +167,9 @@ def test_create_all_config_errors(fake_entry_points: object, tmp_path: Path) -> 
         create_all({"good": 3})
 
 
-def test_two_plugins_registering_one_name_is_an_error(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_plugins_registering_one_name_is_an_error(
+    fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()
     plugins.register_plugin(make_plugin("same"), name="first")
@@ -176,7 +178,7 @@ def test_two_plugins_registering_one_name_is_an_error(fresh_registry: None, monk
         plugins.callback_specs()
 
 
-def test_hookimpl_marker_is_required(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hookimpl_marker_is_required(fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()
     module = types.ModuleType("unmarked")

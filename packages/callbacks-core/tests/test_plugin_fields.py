@@ -72,7 +72,7 @@ def plugin_module(
 
 
 @pytest.fixture
-def no_autoload(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def no_autoload(fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()
 
@@ -87,7 +87,7 @@ def test_spec_fields_are_checked(field: str, value: Any) -> None:
 
 
 def test_the_demo_config_comes_from_each_spec(no_autoload: None) -> None:
-    from trainer_callbacks.core.demo import default_config
+    from trainer_callbacks.app.demo import default_config
 
     plugins.register_plugin(plugin_module("third", spec={"demo_options": {"monitor": "eval_accuracy"}}), name="third")
     plugins.register_plugin(plugin_module("needy", spec={}), name="needy")
@@ -102,7 +102,7 @@ def test_the_demo_config_comes_from_each_spec(no_autoload: None) -> None:
 
 
 def test_the_summary_follows_summary_order_then_the_name(no_autoload: None, tmp_path: Path) -> None:
-    from trainer_callbacks.core.summary import plugin_summaries
+    from trainer_callbacks.app.summary import plugin_summaries
 
     # registered in an order that is neither the rank nor the alphabet
     plugins.register_plugin(plugin_module("zz_last", summary=["z"]), name="zz_last")  # no callback: rank 100
@@ -119,7 +119,7 @@ def test_plot_calls_every_plugin_in_order_and_survives_a_broken_one(
     no_autoload: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("matplotlib")
-    from trainer_callbacks.core.plotting import plot_run
+    from trainer_callbacks.app.plotting import plot_run
 
     plugins.register_plugin(plugin_module("late", spec={"summary_order": 90}, figure=True), name="late")
     plugins.register_plugin(plugin_module("early", spec={"summary_order": 1}, figure=True), name="early")
@@ -131,7 +131,7 @@ def test_plot_calls_every_plugin_in_order_and_survives_a_broken_one(
     assert "plugin faulty: no events (KeyError: 'no such key')" in capsys.readouterr().err
 
 
-def test_installed_plugins_declare_demo_options_their_callbacks_accept(fresh_registry: None) -> None:
+def test_installed_plugins_declare_demo_options_their_callbacks_accept(fresh_plugin_registry: None) -> None:
     """Each installed plugin's ``demo_options`` name real options (checked the way ``create`` checks them)."""
     from trainer_callbacks.core.factory import check_options
 

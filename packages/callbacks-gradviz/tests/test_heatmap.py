@@ -47,7 +47,7 @@ def test_no_gradviz_entries_no_figure(tmp_path) -> None:
 
 def test_core_plot_command_draws_the_heatmap(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    from trainer_callbacks.core.plotting import plot_run
+    from trainer_callbacks.app.plotting import plot_run
 
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history(8)}))
     written = plot_run(tmp_path, tmp_path / "plots")

@@ -50,6 +50,7 @@ from trainer_callbacks.core.options import (
 from trainer_callbacks.core.plotting import PlotEvent, PlotPanel, step_ticks
 from trainer_callbacks.core.plugins import (
     PluginInfo,
+    call_each,
     callback_specs,
     discover,
     get_plugin_manager,
@@ -90,6 +91,7 @@ __all__ = [
     "TrainerCallbacksError",
     "UnknownCallbackError",
     "UnknownOptionError",
+    "call_each",
     "callback_specs",
     "check_value",
     "create",

@@ -1,7 +1,8 @@
-"""The ``trainer-callbacks`` command: ``list``, ``show NAME``, ``demo``, ``plot RUN`` and plugins' commands.
+"""The ``trainer-callbacks`` command: core's ``list`` and ``show NAME``, and the commands plugins add.
 
-``list`` imports neither torch nor transformers. Plugins add commands through the
-``register_commands`` hook (:mod:`trainer_callbacks.core.commands`).
+``list`` and ``show`` import neither torch nor transformers and load no plugin command. Plugins add
+commands through the ``register_commands`` hook (:mod:`trainer_callbacks.core.commands`): the app
+(``trainer-callbacks-app``, in the suite) adds ``demo`` and ``plot`` that way.
 """
 
 from __future__ import annotations
@@ -71,21 +72,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
-    from trainer_callbacks.core.plotting import plot_run
+BUILTIN_COMMANDS = ["list", "show"]
 
-    for path in plot_run(args.run, args.out):
-        print(path)
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from trainer_callbacks.core.demo import main as demo_main
-
-    return demo_main(args)
-
-
-BUILTIN_COMMANDS = ["list", "show", "plot", "demo"]
+ELSEWHERE = {"demo": "trainer-callbacks-app", "plot": "trainer-callbacks-app"}
+"""Commands of first-party distributions other than core (added through ``register_commands``), by the
+distribution that adds them: named when the command is given but not there."""
 
 
 def _names_builtin_command(argv: Sequence[str]) -> bool:
@@ -107,31 +98,6 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--markdown", action="store_true", help="only the options, as a Markdown table (for a README)")
     p.set_defaults(func=cmd_show)
-    p = sub.add_parser("plot", help="PNG figures from a run's trainer_state.json")
-    p.add_argument("run", help="the run's output_dir, a checkpoint folder, or a trainer_state.json")
-    p.add_argument("--out", default=None, help="folder for the PNGs (default: RUN/plots)")
-    p.set_defaults(func=cmd_plot)
-    p = sub.add_parser("demo", help="train a small model with every installed plugin")
-    p.add_argument("--output-dir", default="demo-output")
-    p.add_argument("--config", default=None, help="a callbacks TOML file (default: every installed plugin)")
-    p.add_argument("--model", default=None, help="a local Hugging Face model folder (default: a tiny BERT)")
-    p.add_argument(
-        "--data",
-        default=None,
-        metavar="FILE",
-        help="train on a local .csv/.json/.jsonl file instead of the generated task: a 'text' (or 'sentence') "
-        "column and a 'label' (or 'labels') column of classes (whole numbers or strings); a fifth of the rows "
-        "is held out for evaluation",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="train this many steps (default 1000, --quick 400); a short run evaluates, saves and logs "
-        "about four times",
-    )
-    p.add_argument("--quick", action="store_true", help="a reduced size, for tests")
-    p.set_defaults(func=cmd_demo)
     if plugin_commands:
         from trainer_callbacks.core.commands import add_plugin_commands
 
@@ -139,9 +105,41 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """Why a first-party command the command line names is not there (its distribution absent or not loaded)."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    if first not in ELSEWHERE:
+        return None
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if first in sub.choices:
+        return None
+    from importlib import metadata
+
+    from trainer_callbacks.core.plugins import ENV_ALLOW, ENV_BLOCK, ENV_DISABLE_AUTOLOAD
+
+    distribution = ELSEWHERE[first]
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return (
+            f"'{first}' is a command of {distribution}, which is not installed: pip install {distribution} "
+            "(or the whole suite: pip install trainer-callbacks)"
+        )
+    return (
+        f"'{first}' is a command of {distribution}, whose plugin 'app' is installed but not loaded: "
+        f"check {ENV_DISABLE_AUTOLOAD}, {ENV_ALLOW} (add 'app') and {ENV_BLOCK}; `trainer-callbacks list` "
+        "shows its status"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(plugin_commands=not _names_builtin_command(argv)).parse_args(argv)
+    parser = build_parser(plugin_commands=not _names_builtin_command(argv))
+    missing = _missing_command(parser, argv)
+    if missing is not None:
+        print(f"trainer-callbacks: error: {missing}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except TrainerCallbacksError as exc:

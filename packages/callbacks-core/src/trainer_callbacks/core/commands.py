@@ -1,6 +1,6 @@
 """Subcommands that plugins add to ``trainer-callbacks`` through the ``register_commands`` hook.
 
-Core's own commands (``list``, ``show``, ``plot``, ``demo``) are built in; a plugin's hook
+Core's own commands (``list``, ``show``) are built in (the app adds ``demo`` and ``plot`` here too); a plugin's hook
 receives a :class:`CommandRegistrar` and calls ``cli.add_command(name, handler, help=...)``,
 which returns the subcommand's ``argparse`` parser for its arguments. Light: no torch import.
 """

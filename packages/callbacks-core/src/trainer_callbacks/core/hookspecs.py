@@ -88,8 +88,8 @@ def register_commands(cli: CommandRegistrar) -> None:
     its arguments to the returned ``argparse.ArgumentParser``; ``handler(args)`` gets the parsed
     ``argparse.Namespace`` and returns the exit status (``None`` is 0). Keep the module light:
     import what the command needs inside ``handler``. Names are lower case letters, digits and
-    dashes; core's own ``list``, ``show``, ``plot`` and ``demo`` and another plugin's command
-    cannot be taken (the second one is refused with a warning, the first stays). Plugin commands
+    dashes; core's own ``list`` and ``show`` and another plugin's command (the app's ``demo`` and
+    ``plot``, say) cannot be taken (the second one is refused with a warning, the first stays). Plugin commands
     are added only when the command line names none of core's own, so ``list`` and ``show``
     never depend on them.
     """

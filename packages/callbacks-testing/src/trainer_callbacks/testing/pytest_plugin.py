@@ -2,6 +2,8 @@
 
 It gives third-party callback authors the conformance kit without writing a test:
 
+* the ``fresh_plugin_registry`` fixture: the plugin registry rebuilt for the test (and after it), so a
+  test can register plugins in code or set the plugin switches without leaking them;
 * the ``callback_checks`` fixture: ``callback_checks(MyCallback, args={...})`` runs every
   check (:func:`trainer_callbacks.testing.check_callback`) and fails the test with
   the list of failed checks and what to fix;
@@ -30,7 +32,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -183,3 +185,17 @@ def callback_checks() -> Callable[..., None]:
     from trainer_callbacks.testing.conformance import check_callback
 
     return check_callback
+
+
+@pytest.fixture
+def fresh_plugin_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The trainer-callbacks plugin registry rebuilt from the installed entry points for the test, with the
+    plugin switches (``TRAINER_CALLBACKS_PLUGINS``, ``..._BLOCK_PLUGINS``, ``..._DISABLE_AUTOLOAD``) cleared, and
+    rebuilt again afterwards: a test may register plugins in code or set switches without leaking them."""
+    from trainer_callbacks.core import plugins
+
+    for var in (plugins.ENV_ALLOW, plugins.ENV_BLOCK, plugins.ENV_DISABLE_AUTOLOAD):
+        monkeypatch.delenv(var, raising=False)
+    plugins.reload()
+    yield
+    plugins.reload()

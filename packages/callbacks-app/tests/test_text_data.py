@@ -1,4 +1,4 @@
-"""``trainer_callbacks.core.text_data``: a user's local CSV / JSON lines file as a ``datasets.Dataset``.
+"""``trainer_callbacks.app.text_data``: a user's local CSV / JSON lines file as a ``datasets.Dataset``.
 
 Every problem a user's file can have is a ConfigurationError naming the file and what to change;
 the files are written here, so the expected rows, columns and classes are known independently.
@@ -14,7 +14,7 @@ import pytest
 from trainer_callbacks.core.errors import ConfigurationError
 
 datasets = pytest.importorskip("datasets")
-text_data = pytest.importorskip("trainer_callbacks.core.text_data")
+text_data = pytest.importorskip("trainer_callbacks.app.text_data")
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +128,7 @@ def test_one_class_only_wrong_suffix_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_tokenize_maps_in_batches_and_keeps_the_label_ids(tmp_path: Path) -> None:
-    from trainer_callbacks.core.demo_data import build_tokenizer
+    from trainer_callbacks.app.demo_data import build_tokenizer
 
     rows = text_data.rows_to_dataset([("good film", 1), ("bad bad film", 0), ("film", 1)])
     tokenizer = build_tokenizer(model_max_length=8, words=text_data.words(rows))

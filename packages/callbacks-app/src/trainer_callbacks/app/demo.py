@@ -2,7 +2,7 @@
 
 On 2 CPU cores, with no network, in well under 90 seconds: a BERT-style classifier (random
 init from a ``BertConfig``, or any local Hugging Face model folder with ``--model``) learns the
-generated sentiment task of :mod:`trainer_callbacks.core.demo_data`, whose eval metrics improve,
+generated sentiment task of :mod:`trainer_callbacks.app.demo_data`, whose eval metrics improve,
 plateau and then get worse as the model memorises noisy labels, or a local CSV / JSON lines file
 of the user's (``--data FILE``: a ``text`` or ``sentence`` column and a ``label`` or ``labels``
 column; a fifth of the rows, at least one, is held out for evaluation). Either way the data is a
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from trainer_callbacks.core.demo_data import QUICK_TASK, TaskConfig
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.app.demo_data import QUICK_TASK, TaskConfig
+from trainer_callbacks.core import ConfigurationError
 
 MARKER = ".trainer-callbacks-demo"
 """A file the demo leaves in its output folder: only such a folder is replaced by the next demo run."""
@@ -71,7 +71,7 @@ def default_config(notes: list[str] | None = None) -> dict[str, dict[str, Any]]:
     A callback with required options and no ``demo_options`` cannot run on defaults: it is left
     out, with a note. Every plugin is treated alike: core names none of them.
     """
-    from trainer_callbacks.core.plugins import callback_specs
+    from trainer_callbacks.core import callback_specs
 
     config: dict[str, dict[str, Any]] = {}
     for name, spec in sorted(callback_specs().items()):
@@ -245,7 +245,7 @@ def build_model_and_tokenizer(
         BertForSequenceClassification,
     )
 
-    from trainer_callbacks.core.demo_data import LABELS, build_tokenizer
+    from trainer_callbacks.app.demo_data import LABELS, build_tokenizer
 
     names = list(LABELS if labels is None else labels)
     id2label = dict(enumerate(names))
@@ -368,7 +368,7 @@ def run(
     quick: bool = False,
     stream: TextIO | None = None,
 ) -> Any:
-    """Train, plot and summarise; returns the :class:`~trainer_callbacks.core.summary.RunSummary`.
+    """Train, plot and summarise; returns the :class:`~trainer_callbacks.app.summary.RunSummary`.
 
     ``data``: a local ``.csv`` / ``.json`` / ``.jsonl`` file to train on instead of the generated task.
     """
@@ -384,7 +384,7 @@ def run(
     task = demo_task(size, data)  # the user's file is read and checked here, before anything is written
     callback_config = default_config(notes) if config is None else config
 
-    from trainer_callbacks.core.factory import create_all, load_config
+    from trainer_callbacks.core import create_all, load_config
 
     tables = load_config(callback_config)
     callbacks = create_all(tables)
@@ -407,12 +407,12 @@ class DemoTask:
 
 def demo_task(size: DemoSize, data: str | os.PathLike[str] | None) -> DemoTask:
     """The generated task, or ``data``'s rows split 80/20 (at least one eval row; seed 0)."""
-    from trainer_callbacks.core import text_data
+    from trainer_callbacks.app import text_data
 
     datasets = text_data.import_datasets()
     datasets.disable_progress_bars()  # a "Map" bar per split would bury the demo's own output
     if data is None:
-        from trainer_callbacks.core.demo_data import LABELS, generate
+        from trainer_callbacks.app.demo_data import LABELS, generate
 
         train_rows, eval_rows = generate(size.task)
         return DemoTask(
@@ -481,7 +481,7 @@ def _train_and_summarize(
     trainer.save_model()
     trainer.save_state()
 
-    from trainer_callbacks.core.summary import load_state, summarize
+    from trainer_callbacks.app.summary import load_state, summarize
 
     plots = _plots(out, notes)
     tb_dir = out / "runs" if "tensorboard" in report_to else None
@@ -520,8 +520,8 @@ def _build_trainer(
     from transformers import DataCollatorWithPadding, Trainer
     from transformers.trainer_callback import ProgressCallback
 
-    from trainer_callbacks.core.demo_data import accuracy
-    from trainer_callbacks.core.text_data import tokenize
+    from trainer_callbacks.app.demo_data import accuracy
+    from trainer_callbacks.app.text_data import tokenize
 
     model, tokenizer = model_and_tokenizer
     trainer = Trainer(
@@ -572,13 +572,13 @@ def _plots(out: Path, notes: list[str]) -> list[Path]:
     if importlib.util.find_spec("matplotlib") is None:
         notes.append("note: matplotlib is not installed (pip install matplotlib); no plots")
         return []
-    from trainer_callbacks.core.plotting import plot_run
+    from trainer_callbacks.app.plotting import plot_run
 
     return plot_run(out, out / "plots")
 
 
 def main(args: argparse.Namespace) -> int:
-    """The ``demo`` subcommand (arguments from :func:`trainer_callbacks.core.cli.build_parser`)."""
+    """The ``demo`` subcommand (arguments from :func:`trainer_callbacks.app.commands.add_demo`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     run(

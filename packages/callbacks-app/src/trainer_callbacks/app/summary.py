@@ -86,7 +86,7 @@ def plugin_summaries(log_history: list[dict[str, Any]], output_dir: Path) -> dic
 
     A plugin whose hook raises gets one line saying so; the others are unaffected.
     """
-    from trainer_callbacks.core.plugins import call_each
+    from trainer_callbacks.core import call_each
 
     result: dict[str, list[str]] = {}
     for name, lines in call_each("summarize_run", log_history=log_history, output_dir=output_dir):

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from trainer_callbacks.app.plotting import Checkpoints, checkpoint_marks, curves_figure, monitored_metrics, plot_run
 from trainer_callbacks.core import PlotEvent, PlotPanel, hookimpl, plugins
-from trainer_callbacks.core.plotting import Checkpoints, checkpoint_marks, curves_figure, monitored_metrics, plot_run
 
 pytest.importorskip("matplotlib")
 
@@ -67,7 +67,7 @@ def write_run(root: Path, kept: list[int], best: str | None = "/elsewhere/run/ch
 
 
 @pytest.fixture
-def panel_plugin(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+def panel_plugin(fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """A code-registered plugin that adds a panel and an event (no other plugin loaded)."""
     monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
     plugins.reload()
@@ -158,7 +158,9 @@ def test_curves_show_every_monitored_metric_plugin_panels_and_the_checkpoints(
         plt.close(drawn.figure)
 
 
-def test_a_run_without_checkpoints_or_monitors_draws_the_base_panels(tmp_path: Path, fresh_registry: None) -> None:
+def test_a_run_without_checkpoints_or_monitors_draws_the_base_panels(
+    tmp_path: Path, fresh_plugin_registry: None
+) -> None:
     import matplotlib.pyplot as plt
 
     drawn = curves_figure([{"loss": 1.0, "step": 1}, {"loss": 0.5, "step": 2}], {}, None)
@@ -170,7 +172,7 @@ def test_a_run_without_checkpoints_or_monitors_draws_the_base_panels(tmp_path: P
 
 
 def test_a_panel_with_nothing_logged_is_left_out_and_a_bad_return_is_skipped(
-    tmp_path: Path, fresh_registry: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, fresh_plugin_registry: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import matplotlib.pyplot as plt
 

@@ -8,7 +8,7 @@ the file has (or the one named), the label column the first of :data:`LABEL_COLU
 class: a whole number or a string (``pos``/``neg``); labels become ids ``0..n-1`` in sorted order.
 
 Every problem (no such file, an empty file, a missing column, a label that is not a class, a
-single class) is a :class:`~trainer_callbacks.core.errors.ConfigurationError` naming the file.
+single class) is a :class:`~trainer_callbacks.core.ConfigurationError` naming the file.
 ``datasets`` is imported inside the functions: importing this module stays cheap.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer_callbacks.core.errors import ConfigurationError
+from trainer_callbacks.core import ConfigurationError
 
 _KIND_CHANGE = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)")
 """pyarrow's message for a JSON column whose values change kind (``Column(/label) changed from string to number``)."""
