@@ -4,7 +4,8 @@ Options: ``--only NAME [NAME ...]`` (trainer_overhead, grad_norms, discovery, pr
 simulator, deepspeed_zero), ``--quick`` (toy sizes: checks that everything runs, figures mean nothing),
 ``--threads N`` (``torch.set_num_threads(N)`` first; the report states the thread count),
 ``--output PATH`` (default docs/benchmarks.md; ``-`` prints to stdout), ``--json PATH`` (raw
-medians and ratios, machine-readable).
+medians and ratios, machine-readable). With ``--only``, the other benchmarks' parts of an existing
+output file are kept (:mod:`bench.document`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchResult, Goal, load_average, machine
+from bench.document import merge
 
 BENCHMARKS = (
     "trainer_overhead",
@@ -93,7 +95,7 @@ def render(
         lines += ["", "Missed goals, and why:", ""]
         lines += [f"- **{r.name}**: {g.text}: {g.why or 'see the section below'}" for r, g in missed]
     for result, before, after in results:
-        lines += ["", f"## {result.title}", ""]
+        lines += ["", f"## {result.title}", f"<!-- bench: {result.name} -->", ""]
         module = sys.modules.get(f"bench.{result.name}")
         doc = (module.__doc__ or "").strip() if module else ""
         if doc:
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append((result, before, after))
     command = "python -m bench" + ("" if not argv and len(sys.argv) <= 1 else " " + shlex.join(argv or sys.argv[1:]))
     text = render(results, info, command, ns.quick, started, time.perf_counter() - t0)
+    partial = set(ns.only) != set(BENCHMARKS) and not ns.quick
+    if partial and ns.output != "-" and Path(ns.output).is_file():  # keep the other benchmarks' figures
+        text = merge(Path(ns.output).read_text(encoding="utf-8"), text, list(ns.only), BENCHMARKS, command)
     if ns.output == "-":
         print(text)
     else:
