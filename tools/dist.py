@@ -12,6 +12,7 @@
    no plugin listed, its ``pytest11`` entry point and ``trainer_callbacks.testing`` import from the
    wheel, and the deprecated ``trainer_callbacks.core.testing`` gives the same modules with a
    ``DeprecationWarning``; then the suite with every wheel: exactly the four callbacks and the app.
+   Wherever the app's wheel is installed, its ``demo`` and ``plot`` commands answer ``--help``.
 
 ``python tools/dist.py --out dist [--only earlystop|testing ...] [--no-venv]``; exits 1 on any problem.
 """
@@ -206,6 +207,19 @@ def try_in_venv(label: str, wheels: list[Path], expected: dict[str, str], work: 
     problems = list_problems(label, status, rows, output, expected)
     origin = origin_problem(python, venv, label)
     problems += pytest_plugin_problems(python, venv, label, with_kit)
+    if "app" in expected:  # the app's commands, added through register_commands: `demo` and `plot` are there
+        for command in ("demo", "plot"):
+            helped = subprocess.run(
+                [str(python), "-m", "trainer_callbacks.core.cli", command, "--help"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=TIMEOUT,
+            )
+            if helped.returncode != 0 or f"usage: trainer-callbacks {command}" not in helped.stdout:
+                problems.append(
+                    f"{label}: `trainer-callbacks {command} --help` failed:\n{helped.stdout}{helped.stderr}"
+                )
     return problems + ([origin] if origin else [])
 
 
