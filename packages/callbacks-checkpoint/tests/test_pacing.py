@@ -212,3 +212,51 @@ def test_every_file_is_freed_and_counted(tmp_path: Path) -> None:
     assert not trash.exists() and removal.removed == 1 and removal.bytes_freed == expected
     assert (tmp_path / "outside").read_bytes() == b"o" * 5
     assert math.isclose(expected, 2 * CHUNK + 7 + 3 * 100 + 10 + len(json.dumps({"global_step": 1, "log_history": []})))
+
+
+def test_a_drain_that_falls_behind_drops_its_pauses_and_is_done_by_the_next_save(
+    tmp_path: Path, training_args: Any, monkeypatch: Any
+) -> None:
+    # A slow disk: every chunk's truncation takes 0.6 s of (fake) time. The deleter is not reniced (issue
+    # 18 §3), so nothing but the pacing holds it back: once its target (half-way to the next save) has
+    # passed it stops pausing, and the trash is still gone before the next save is expected.
+    fake = FakeTime()
+    real_truncate = os.truncate
+    truncated_at: list[float] = []
+
+    def slow_truncate(path: Any, length: int) -> None:
+        fake.now += 0.6
+        truncated_at.append(fake.now)
+        real_truncate(path, length)
+
+    monkeypatch.setattr(os, "truncate", slow_truncate)
+    slept_at: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept_at.append(fake.now)
+        fake.sleep(seconds)
+
+    run = tmp_path / "run"
+    size = 30 * CHUNK
+    args = training_args(output_dir=str(run), save_strategy="steps", save_steps=100)
+    cb = CheckpointPruner(keep_last=1, keep_best=0, background=False)
+    cb._deleter = Deleter(background=False, clock=fake.clock, sleep=sleep, free_space=lambda p: 1 << 50)
+    state = TrainerState(global_step=0, save_steps=100)
+    cb.on_train_begin(args, state, TrainerControl())
+    sparse_checkpoint(run, 100, size)
+    fake.now += 30.0  # a save every 30 s: the target is 15 s after the save, the next save 30 s after it
+    state.global_step = 100
+    cb.on_save(args, state, TrainerControl())
+    sparse_checkpoint(run, 200, size)
+    fake.now += 30.0
+    state.global_step = 200
+    saved_at = fake.now
+    cb.on_save(args, state, TrainerControl())
+    target, next_save = saved_at + 15.0, saved_at + 30.0
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-200"]
+    assert len(truncated_at) == 29  # 30 chunks: 29 truncations, then the unlink
+    # the work alone (29 x 0.6 s = 17.4 s) outlasts the target: it was paced before it, never after it
+    assert any(t < target for t in slept_at)
+    assert all(t < target for t in slept_at)
+    assert truncated_at[-1] > target
+    assert fake.now <= next_save

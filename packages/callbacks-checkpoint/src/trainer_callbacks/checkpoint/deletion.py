@@ -22,6 +22,25 @@ folders that could not be removed) is collected in :class:`Removal` batches and 
 once, at ``on_train_end``, after waiting for them.
 
 Hidden folders left by a crash are found by :func:`leftovers` and removed at the next start.
+
+**Priority: the deleter thread is not reniced** (issue 18 §3). It used to run at nice 19. Under
+load that starved it: with the training threads and other work keeping the CPUs busy, CFS gives a
+nice-19 thread about 1.5% of a nice-0 thread's share (weights 15 vs 1024), so the trash of one
+save was often still there at the next save, which defeats pruning's purpose (space back before
+the next checkpoint is written). And the choice cannot be undone when the thread falls behind: an
+unprivileged thread may raise its nice value but never lower it again (``RLIMIT_NICE`` is 0 by
+default), so "renice now, hurry later" is not available. Nor did nice buy what it was meant to:
+the cost that reaches the training loop is the kernel's work of freeing blocks inside ``unlink``
+and ``truncate``, which the chunking bounds per call and the pacing spreads out, not the thread's
+own CPU time, which is tiny (a few system calls and a pause per 64 MiB, the GIL released in each).
+So, as RocksDB's ``DeleteScheduler`` does, the thread runs at the process's normal priority and
+is held back by the rate alone (:mod:`.pacing`: chunks of 64 MiB, pauses sized to finish half-way
+to the next expected save). When it falls behind, the pacing drops out instead of the priority
+going up: past the target (or with free disk space short) :func:`pacing.pause` is 0 and the rest
+is freed at full speed, at the same priority as the training threads. Handing the rest to the
+training thread's next prune was rejected: it would block the loop for the whole kernel work that
+chunking exists to keep off it, and an un-niced thread with no pauses finishes it as soon as the
+training thread could.
 """
 
 from __future__ import annotations
@@ -251,23 +270,6 @@ class Removal:
     """False for the removal of a crash's leftovers (not a prune of this run)."""
 
 
-def lower_thread_priority() -> bool:
-    """Give the calling thread the lowest CPU priority (nice 19), where the OS allows it per thread.
-
-    Linux schedules threads separately, so this slows only the deleter: the kernel's work of
-    freeing a large checkpoint's blocks then yields to the training threads instead of
-    competing with them. Returns whether it took effect (False on other systems).
-    """
-    native_id = getattr(threading, "get_native_id", None)
-    if native_id is None or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
-        return False
-    try:
-        os.setpriority(os.PRIO_PROCESS, native_id(), 19)
-    except OSError:
-        return False
-    return True
-
-
 class Deleter:
     """Removes claimed folders, on one background thread or inline.
 
@@ -327,9 +329,8 @@ class Deleter:
             future.set_result(work())
         else:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="checkpoint-pruner", initializer=lower_thread_priority
-                )
+                # normal priority, held back by the pacing alone (see the module docstring)
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pruner")
             future = self._executor.submit(work)
         with self._lock:
             self._pending.append(future)

@@ -61,7 +61,7 @@ class PrunerOptions(CallbackOptions):
     )
     background: bool = option(
         True,
-        "remove folders on a background thread (at the lowest CPU priority, nice 19, on Linux); `on_train_end` "
+        "remove folders on a background thread (paced to finish half-way to the next save); `on_train_end` "
         "waits for it; `False` removes them inside `on_save`",
         Flag(),
     )
