@@ -24,7 +24,7 @@ from transformers.trainer_callback import ExportableState
 
 from trainer_callbacks.core import compat
 from trainer_callbacks.core.compat import CompatWarning
-from trainer_callbacks.testing import build_tiny_trainer, local_mlflow_env
+from trainer_callbacks.testing import TokenTask, build_tiny_trainer, local_mlflow_env, tiny_bert
 
 
 @pytest.fixture(autouse=True)
@@ -657,6 +657,31 @@ class RestoreProbe(TrainerCallback, ExportableState):
     @mark.setter
     def mark(self, value: int) -> None:
         RestoreProbe.seen.append(compat.restoring_callback_handler())
+
+
+def test_trainer_validate_args(tmp_path: Path) -> None:
+    """The constructor's checks run on a stand-in object: a refused configuration raises what Trainer() raises."""
+    from transformers import TrainingArguments
+
+    if not hasattr(Trainer, "_validate_args"):
+        pytest.skip("transformers 4.x checks the arguments inline in Trainer.__init__ (the kit needs >= 5.4)")
+
+    class View:
+        def __init__(self, args: TrainingArguments) -> None:
+            self.args, self.train_dataset, self.eval_dataset = args, range(4), range(2)
+
+        def __getattr__(self, name: str) -> None:
+            return None
+
+    ok = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=2, report_to="none")
+    compat.validate_trainer_args(View(ok))
+    refused = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=2, report_to="none")
+    view = View(refused)
+    view.eval_dataset = None  # evaluating without an eval dataset: the real Trainer refuses it at construction
+    with pytest.raises(ValueError, match="eval_dataset"):
+        compat.validate_trainer_args(view)
+    with pytest.raises(ValueError, match="eval_dataset"):
+        Trainer(model=tiny_bert(), args=refused, train_dataset=TokenTask(8))
 
 
 def test_callback_state_restore(tmp_path: Path) -> None:

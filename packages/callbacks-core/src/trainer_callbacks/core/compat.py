@@ -185,6 +185,14 @@ ASSUMPTIONS: Mapping[str, Assumption] = {
             "the simulator calls optimizer.step() on every step (slower, same result)",
         ),
         Assumption(
+            "trainer-validate-args",
+            "Trainer._validate_args(self) holds the constructor's checks of the arguments against the Trainer's "
+            "datasets, model and functions (transformers >= 5.x; 4.x checks inline in __init__) and reads only "
+            "attributes of self (test kit only)",
+            "none: the checks run inside Trainer.__init__, which needs a model and builds an Accelerator",
+            "the simulator accepts a configuration the real Trainer refuses (its differential tests show it)",
+        ),
+        Assumption(
             "callback-state-restore",
             "with restore_callback_states_from_checkpoint=True, Trainer._load_callback_state rebuilds each "
             "ExportableState callback as type(cb)(**args) and sets its saved attributes (PluginCallback's "
@@ -677,6 +685,22 @@ def optimizer_has_step_hooks(optimizer: Any) -> bool:
 def mark_optimizer_stepped(optimizer: Any) -> None:
     """What ``optimizer.step()`` flags for ``LRScheduler.step()`` (``_opt_called``), without stepping."""
     optimizer._opt_called = True
+
+
+def validate_trainer_args(trainer_view: Any) -> None:
+    """Run the ``Trainer`` constructor's own checks (``Trainer._validate_args``) on ``trainer_view``, an object
+    with the attributes they read (``args``, ``train_dataset``, ``eval_dataset``...), raising what they raise.
+
+    Checked against transformers 5.24. Public route: none (the checks run inside ``Trainer.__init__``). When
+    the method is gone nothing is checked, with the one-time warning.
+    """
+    from transformers import Trainer
+
+    validate = getattr(Trainer, "_validate_args", None)
+    if validate is None:
+        broken("trainer-validate-args", "transformers.Trainer has no _validate_args")
+        return
+    validate(trainer_view)
 
 
 # ---- DeepSpeed ZeRO (deepspeed 0.19.8; imported only when the run uses it) ------------------------

@@ -107,7 +107,7 @@ def check_transformers_version(version: str | None = None) -> bool:
         warnings.warn(
             f"trainer_callbacks.testing.simulate mirrors the Trainer of transformers {TRANSFORMERS_VERSIONS}, "
             f"but transformers {version} is installed: simulated runs may differ from real ones. Run the "
-            "simulator's differential tests (packages/callbacks-core/tests/testing) against this version, or "
+            "simulator's differential tests (packages/callbacks-testing/tests) against this version, or "
             "install a mirrored one.",
             SimulatorVersionWarning,
             stacklevel=3,
@@ -141,12 +141,7 @@ def validate_like_trainer(args: Any, *, train_dataset_has_length: bool) -> None:
     evaluation dataset, a training set with or without a length, no custom optimizer, collator,
     ``compute_metrics`` or ``model_init``.
     """
-    from transformers import Trainer
-
-    validate = getattr(Trainer, "_validate_args", None)
-    if validate is None:  # pragma: no cover - transformers outside TRANSFORMERS_VERSIONS
-        return
-    validate(_TrainerView(args, range(1) if train_dataset_has_length else _Unsized()))
+    compat.validate_trainer_args(_TrainerView(args, range(1) if train_dataset_has_length else _Unsized()))
 
 
 def _exportable(objects: Iterable[Any]) -> list[TrainerCallback]:
