@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +219,9 @@ def test_every_file_is_freed_and_counted(tmp_path: Path) -> None:
 def test_a_drain_that_falls_behind_drops_its_pauses_and_is_done_by_the_next_save(
     tmp_path: Path, training_args: Any, monkeypatch: Any
 ) -> None:
-    # A slow disk: every chunk's truncation takes 0.6 s of (fake) time. The deleter is not reniced (issue
-    # 18 §3), so nothing but the pacing holds it back: once its target (half-way to the next save) has
-    # passed it stops pausing, and the trash is still gone before the next save is expected.
+    # A slow disk: every chunk's truncation takes 0.6 s of (fake) time. Once its target (half-way to the next
+    # save) has passed the drain stops pausing, and the trash is still gone before the next save is expected
+    # (inline here: background=False; the background deleter also changes threads, see the next test).
     fake = FakeTime()
     real_truncate = os.truncate
     truncated_at: list[float] = []
@@ -260,3 +262,41 @@ def test_a_drain_that_falls_behind_drops_its_pauses_and_is_done_by_the_next_save
     assert all(t < target for t in slept_at)
     assert truncated_at[-1] > target
     assert fake.now <= next_save
+
+
+def test_a_background_drain_behind_its_target_goes_to_a_normal_priority_thread(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # Issue 18 §3: the deleter thread runs at nice 19 (gentle while on time) and cannot renice itself back;
+    # once behind, the rest of the batch is freed by a second thread at normal priority, without pauses.
+    fake = FakeTime()
+    real_truncate = os.truncate
+    done: list[tuple[str, int, float]] = []  # (thread, its nice value, fake time the truncation started)
+
+    def slow_truncate(path: Any, length: int) -> None:
+        nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if hasattr(os, "getpriority") else 0
+        done.append((threading.current_thread().name, nice, fake.now))
+        fake.now += 0.6
+        real_truncate(path, length)
+
+    monkeypatch.setattr(os, "truncate", slow_truncate)
+    trash = tmp_path / ".checkpoint-1.deleting-0"
+    sparse_checkpoint(tmp_path, 1, 30 * CHUNK).rename(trash)
+    deleter = Deleter(background=True, clock=fake.clock, sleep=fake.sleep, free_space=lambda p: 1 << 50)
+    deleter.start(0, 100)
+    fake.now += 30.0  # 100 steps in 30 s, a save every 100: the target is 15 s after this save, the next save 30 s
+    saved_at = fake.now
+    removal = deleter.submit(Removal(step=100, names=(trash.name,)), [trash]).result()
+    deleter.close()
+    assert removal.removed == 1 and not trash.exists()
+    assert fake.now <= saved_at + 30.0  # gone before the next save
+    assert deleter.hand_offs == 1
+    paced = [d for d in done if d[0].startswith("checkpoint-pruner_")]
+    rest = [d for d in done if d[0].startswith("checkpoint-pruner-catch-up")]
+    assert len(paced) + len(rest) == 29 and paced and rest
+    assert all(t <= saved_at + 15.0 for _, _, t in paced)  # the low-priority thread worked only while on time
+    assert all(t > saved_at + 15.0 for _, _, t in rest)
+    if sys.platform.startswith("linux"):
+        main_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert {n for _, n, _ in paced} == {19}
+        assert {n for _, n, _ in rest} == {main_nice}

@@ -4,9 +4,9 @@ Freeing a large file is kernel work (the file system releases its blocks, journa
 its page cache) that competes with the training loop whatever the deleter thread's CPU
 priority. So the deleter frees large files a chunk at a time (``os.truncate`` down by
 :data:`CHUNK` bytes per call, then ``unlink``), and waits between chunks. :func:`pause` says
-how long. The pacing is the only brake: the thread runs at the process's normal priority (see
-:mod:`.deletion` for why not nice 19), so when the pauses stop (overdue, disk short) it frees the
-rest as fast as the disk allows.
+how long. When the pauses stop because the drain is behind (overdue, disk short), the rest is
+handed from the nice-19 deleter thread to a normal-priority one (see :mod:`.deletion`), which
+frees it as fast as the disk allows.
 
 The deleter aims to be done :data:`TARGET_FRACTION` of the way to the next expected save (the
 ``target``; see :func:`target`), leaving the rest as slack for the work itself and a slow disk.
