@@ -1,20 +1,31 @@
-"""The checkpoint index (scan.Scanner) equals a fresh scan after any sequence of saves, prunes and outside changes."""
+"""The checkpoint index (scan.Scanner, runindex.RunIndex) equals a fresh scan after any sequence of saves, prunes and
+outside changes, also when it is reconciled on another thread; and a stale one never deletes what a fresh scan keeps."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from transformers import TrainerControl, TrainerState
 
 from trainer_callbacks.checkpoint import CheckpointPruner
-from trainer_callbacks.checkpoint.deletion import claim
-from trainer_callbacks.checkpoint.scan import Scanner, ScanResult, full_scan
+from trainer_callbacks.checkpoint.deletion import Deleter, claim
+from trainer_callbacks.checkpoint.policy import CheckpointInfo, RetentionPolicy, decide
+from trainer_callbacks.checkpoint.scan import (
+    Delta,
+    Found,
+    Scanner,
+    ScanResult,
+    Snapshot,
+    full_scan,
+    metrics_from_history,
+)
 
 
 def write(run: Path, name: str, complete: bool) -> None:
@@ -177,3 +188,204 @@ def test_reused_checkpoint_infos_follow_the_best_checkpoint_and_new_metrics(tmp_
     fourth = cb.prune(args, state)
     assert fourth is not None and "best_model_checkpoint" not in fourth.kept.get(5, frozenset())
     assert "best_model_checkpoint" in fourth.kept[6]
+
+
+# ---- reconciling on another thread, and the pruner's decisions on a stale index (issue 18 §2) -----------
+
+
+def all_found(scanner: Scanner) -> dict[str, Found]:
+    result = scanner._result(10**9)
+    return {f.path.name: f for f in result.candidates + result.newer}
+
+
+interleaved = st.one_of(
+    operations,
+    st.tuples(st.just("snapshot"), st.just(0)),  # the background thread copies the index ...
+    st.tuples(st.just("compute"), st.just(0)),  # ... lists the directory ...
+    st.tuples(st.just("apply"), st.just(0)),  # ... and the training thread applies it at the next prune
+    st.tuples(st.just("inspect"), step_numbers),  # the training thread looks at one folder (the one just saved)
+    st.tuples(st.just("our_prune"), step_numbers),  # the pruner renames a folder aside and forgets it
+)
+
+
+@given(ops=st.lists(interleaved, max_size=30), settled=st.booleans())
+def test_reconciling_on_a_snapshot_taken_before_other_changes_converges_to_a_fresh_scan(
+    ops: list[tuple[str, int]], settled: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        scanner = Scanner()
+        scanner.update(run)
+        mirror: dict[str, Found] = {}  # what a consumer of changes() (the pruner's RunIndex) holds
+
+        def drain() -> None:
+            for name, found in scanner.changes().found.items():
+                if found is None:
+                    mirror.pop(name, None)
+                else:
+                    mirror[name] = found
+
+        drain()
+        snapshot: Snapshot | None = None
+        delta: Delta | None = None
+        for op, n in ops:
+            name = f"checkpoint-{n}"
+            if op == "snapshot" and snapshot is None and delta is None:
+                snapshot = scanner.snapshot(run)
+            elif op == "compute" and snapshot is not None:
+                delta, snapshot = scanner.compute(snapshot), None
+            elif op == "apply" and delta is not None:
+                scanner.apply(delta)
+                delta = None
+            elif op == "inspect":
+                scanner.inspect(run, [name])
+            elif op == "our_prune":
+                path = run / name
+                if path.is_dir() and not path.is_symlink():
+                    hidden = claim(path)
+                    assert hidden is not None
+                    shutil.rmtree(hidden)
+                    scanner.forget([name])
+            else:
+                apply(run, op, n)
+            if settled:
+                past = os.stat(run).st_mtime - 3600
+                os.utime(run, (past, past))
+            drain()
+            assert mirror == all_found(scanner)
+        if snapshot is not None:
+            delta = scanner.compute(snapshot)
+        if delta is not None:
+            scanner.apply(delta)
+        drain()
+        assert mirror == all_found(scanner)
+        # one more reconciliation: nothing a stale delta left can survive it
+        assert same(scanner.scan(run, 12), full_scan(run, 12))
+        drain()
+        assert mirror == all_found(scanner)
+        assert scanner._touched == {} and scanner._out == []
+
+
+class Later:
+    """A submitter whose jobs run only when the test says (the background thread, made deterministic)."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Future[Any], Any, tuple[Any, ...]]] = []
+
+    def submit(self, fn: Any, /, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.append((future, fn, args))
+        return future
+
+    def run(self) -> None:
+        for future, fn, args in self.queue:
+            future.set_result(fn(*args))
+        self.queue.clear()
+
+
+def fresh_decision(run: Path, step: int, history: list[dict[str, Any]], policy: RetentionPolicy) -> set[int]:
+    """What a pruner that scans the directory from scratch would keep now (the oracle: policy.decide)."""
+    infos = [
+        CheckpointInfo(path=f.path, step=f.step, metrics=metrics_from_history(history, f.step), complete=f.complete)
+        for f in full_scan(run, step).candidates
+    ]
+    return set(decide(infos, policy).kept)
+
+
+pruner_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("save"), st.one_of(st.none(), st.integers(0, 5))),  # the Trainer saves (eval_loss or none)
+        st.tuples(st.just("reconcile"), st.none()),  # the background thread gets to run
+        st.tuples(st.just("will_save"), st.none()),  # on_step_end with should_save: a reconciliation starts
+        st.tuples(st.just("write"), st.integers(0, 30)),  # another process writes an older checkpoint
+        st.tuples(st.just("rmtree"), st.integers(0, 30)),  # a user deletes one
+        st.tuples(st.just("rmtree_recent"), st.integers(0, 3)),  # ... one of the newest (a witness, often)
+        st.tuples(st.just("partial"), st.integers(0, 30)),  # an incomplete one appears
+    ),
+    max_size=30,
+)
+
+
+# training_args hands out a fresh copy per call: nothing carries over between examples
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(ops=[("save", None), ("save", None), ("rmtree_recent", 0), ("save", None)])
+@given(ops=pruner_ops)
+def test_a_stale_index_never_deletes_what_a_fresh_scan_keeps(ops: list[tuple[str, Any]], training_args: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        run.mkdir()
+        for step in (1, 2, 3):
+            write(run, f"checkpoint-{step}", complete=True)
+        args = training_args(output_dir=str(run), eval_strategy="steps")
+        cb = CheckpointPruner(
+            keep_last=2, keep_best=1, monitor={"eval_loss": "min"}, keep_every_n_steps=5, strict=False, background=True
+        )
+        history: list[dict[str, Any]] = []
+        state = TrainerState(global_step=3, log_history=history)
+        cb.on_train_begin(args, state, TrainerControl())
+        later = Later()
+        cb._index._submitter = later
+        cb._deleter = Deleter(background=False)
+        policy = cb.policy(args)
+        for op, value in ops:
+            if op == "save":
+                state.global_step += 1
+                step = state.global_step
+                if value is not None:
+                    history.append({"eval_loss": float(value), "step": step})
+                if not os.path.lexists(run / f"checkpoint-{step}"):
+                    write(run, f"checkpoint-{step}", complete=True)
+                must_keep = fresh_decision(run, step, history, policy)
+                cb.on_save(args, state, TrainerControl())
+                assert all((run / f"checkpoint-{s}").is_dir() for s in must_keep), must_keep
+            elif op == "reconcile":
+                later.run()
+            elif op == "will_save":
+                cb.on_step_end(args, state, TrainerControl(should_save=True))
+            elif op == "rmtree_recent":
+                path = run / f"checkpoint-{state.global_step - value}"
+                if path.is_dir():
+                    shutil.rmtree(path)
+            elif value <= state.global_step:
+                path = run / f"checkpoint-{value}"
+                if op == "rmtree" and path.is_dir():
+                    shutil.rmtree(path)
+                elif op in ("write", "partial") and not path.exists():
+                    write(run, path.name, complete=op == "write")
+        # after a reconciliation (started, as the Trainer's flow makes it, before the save) and the save, the
+        # pruner's candidates are exactly a fresh scan's
+        cb.on_step_end(args, state, TrainerControl(should_save=True))
+        later.run()
+        state.global_step += 1
+        write(run, f"checkpoint-{state.global_step}", complete=True)
+        cb.on_save(args, state, TrainerControl())
+        index = cb._index
+        assert index.retention is not None
+        expected = {f.step: f.complete for f in full_scan(run, state.global_step).candidates}
+        assert {s: i.complete for s, i in index.retention.infos.items()} == expected
+        # it pruned what a fresh scan would: a fresh decision keeps everything left
+        assert cb.last_decision is not None and set(cb.last_decision.kept) == set(expected)
+        assert fresh_decision(run, state.global_step, history, policy) == set(expected)
+        cb.on_train_end(args, state, TrainerControl())
+
+
+def test_a_deleted_witness_is_noticed_before_anything_is_deleted(tmp_path: Path, training_args: Any) -> None:
+    # keep_last=2 over 1..4: the index does not know yet that the user deleted checkpoint-4 (no reconciliation
+    # ran). Trusting it would delete checkpoint-3, which a fresh scan keeps (it is one of the two newest then).
+    run = tmp_path / "run"
+    run.mkdir()
+    for step in (1, 2, 3, 4):
+        write(run, f"checkpoint-{step}", complete=True)
+    args = training_args(output_dir=str(run))
+    cb = CheckpointPruner(keep_last=2, keep_best=0, background=True)
+    state = TrainerState(global_step=4)
+    cb.on_train_begin(args, state, TrainerControl())
+    cb._index._submitter = Later()  # the background reconciliation never runs
+    cb._deleter = Deleter(background=False)
+    shutil.rmtree(run / "checkpoint-4")
+    write(run, "checkpoint-5", complete=True)
+    state.global_step = 5
+    cb.on_save(args, state, TrainerControl())
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-3", "checkpoint-5"]
+    assert cb._index.stale_rounds >= 1
+    cb.on_train_end(args, state, TrainerControl())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from trainer_callbacks.checkpoint.deletion import Deleter, Removal, claim_all, leftovers
@@ -14,14 +13,14 @@ from trainer_callbacks.checkpoint.policy import (
     CheckpointInfo,
     Decision,
     RetentionPolicy,
-    decide,
     monitor_size,
     ranking_metrics,
     resolve_monitor,
     unranked,
 )
 from trainer_callbacks.checkpoint.rundir import find_run_dir, resume_checkpoint_on_stack
-from trainer_callbacks.checkpoint.scan import Found, MetricsReader, Scanner, ScanResult, same_path
+from trainer_callbacks.checkpoint.runindex import RunIndex
+from trainer_callbacks.checkpoint.scan import ScanResult
 from trainer_callbacks.core import (
     ConfigurationError,
     EvaluationRound,
@@ -149,8 +148,12 @@ class CheckpointPruner(PluginCallback):
 
     # ---- PluginCallback -----------------------------------------------------------------------
     def reset(self) -> None:
-        self._scanner = Scanner()
-        self._metrics = MetricsReader()
+        index = getattr(self, "_index", None)
+        if index is not None:
+            index.close()  # a run that ended without on_train_end
+        self._index = RunIndex(background=self.background)
+        self._announced = False
+        """A reconciliation was started for the coming save (the Trainer's flow said ``should_save``)."""
         self._run_dir: str | None = None
         self._resume_path: str | None = None
         self._warned: set[str] = set()
@@ -226,7 +229,20 @@ class CheckpointPruner(PluginCallback):
                 )
                 names = tuple(p.name for p in trash)
                 self._deleter.submit(Removal(step=state.global_step, names=names, report=False), trash)
-        self._warn(self._scanner.scan(self._run_dir, state.global_step))
+        self._begin_index(args, state, self._run_dir)
+
+    def _begin_index(self, args: Any, state: Any, run_dir: str) -> None:
+        """The index of the run directory: one full scan (train begin; see :mod:`.runindex`)."""
+        self._index.begin(
+            run_dir,
+            global_step=state.global_step,
+            log_history=state.log_history,
+            best=state.best_model_checkpoint,
+            resume=self._resume_path,
+            policy=self.policy(args),
+            keep=self._keep,
+        )
+        self._warn(self._index.take_warnings())
 
     # ---- events ---------------------------------------------------------------------------------
     def on_evaluate(
@@ -268,6 +284,16 @@ class CheckpointPruner(PluginCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._close_round(args)
+        self._before_save(args, control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._before_save(args, control)
+
+    def _before_save(self, args: Any, control: Any) -> None:
+        """A save follows (the Trainer's flow callback decided it): reconcile the index meanwhile, off this thread."""
+        if getattr(control, "should_save", False) and args.should_save:
+            self._index.reconcile_soon()
+            self._announced = True
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._close_round(args)
@@ -283,6 +309,7 @@ class CheckpointPruner(PluginCallback):
             self._finish(args, state, control, **kwargs)
 
     def _finish(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._index.close()
         self._deleter.close()
         removals = [r for r in self._deleter.finished() if r.report]
         if args.should_save and removals:
@@ -319,15 +346,23 @@ class CheckpointPruner(PluginCallback):
                 newest,
             )
             return None
-        scan = self._scanner.scan(run_dir, state.global_step)
-        self._warn(scan)
-        infos = self._infos(scan.candidates, state)
-        resume_step = next((i.step for i in infos if i.is_resume_point), None)
         policy = self.policy(args)
-        decision = decide(infos, policy, resume_step=resume_step, keep=self._keep)
+        index = self._index
+        if not index.matches(run_dir, policy, self._keep):
+            self._begin_index(args, state, run_dir)  # prune() called without on_train_begin, or a new run directory
+        index.refresh(
+            global_step=state.global_step,
+            log_history=state.log_history,
+            best=state.best_model_checkpoint,
+            saved=newest.name,
+        )
+        self._warn(index.take_warnings())
+        decision = index.decide()
+        self._warn(index.take_warnings())
         self.last_decision = decision
-        for info in infos:
-            if "unranked" in decision.kept.get(info.step, ()):
+        if "unranked" not in self._warned:
+            info = index.first_unranked()
+            if info is not None:
                 self._warn_once(
                     "unranked",
                     "CheckpointPruner: the evaluation of %s did not report %s, so its rank cannot be computed; it is "
@@ -338,20 +373,20 @@ class CheckpointPruner(PluginCallback):
                 )
         for step, error in decision.keep_errors:
             logger.warning("CheckpointPruner: keep() raised on checkpoint-%d (%s); it is kept.", step, error)
-        deleted = set(decision.deleted)
-        doomed = [i.path for i in infos if i.step in deleted]
+        doomed = [index.path(step) for step in decision.deleted]
         if self.dry_run:
             if doomed:
                 logger.info(
                     "CheckpointPruner (dry run) at step %d: would delete %s; keeps %s",
                     state.global_step,
                     ", ".join(p.name for p in doomed),
-                    _describe(decision),
+                    _Described(decision),
                 )
             self._deleter.submit(
                 Removal(step=state.global_step, names=tuple(p.name for p in doomed), dry_run=True), doomed
             )
             self._report_prune(args, state, kept=len(decision.kept), deleted=len(doomed))
+            self._reconcile_after_prune()
             return decision
         claims = claim_all(doomed)
         if claims.moved:
@@ -359,48 +394,28 @@ class CheckpointPruner(PluginCallback):
                 "CheckpointPruner at step %d: deleting %s; keeps %s",
                 state.global_step,
                 ", ".join(p.name for p, _ in claims.moved),
-                _describe(decision),
+                _Described(decision),
             )
         self._deleter.submit(
             Removal(step=state.global_step, names=tuple(p.name for p, _ in claims.moved)),
             [t for _, t in claims.moved],
         )
+        index.removed([p.name for p, _ in claims.moved] + [p.name for p in claims.gone])
         self.deleted_total += len(claims.moved)
         # a folder whose rename failed is still on disk, intact: it counts as kept, not deleted
         self._report_prune(args, state, kept=len(decision.kept) + len(claims.failed), deleted=len(claims.moved))
+        self._reconcile_after_prune()
         return decision
 
-    def _infos(self, candidates: list[Found], state: Any) -> list[CheckpointInfo]:
-        """One ``CheckpointInfo`` per candidate, reused from earlier prunes while nothing it holds changed.
+    def _reconcile_after_prune(self) -> None:
+        """Start a background reconciliation now, unless the Trainer's flow starts one before each save anyway.
 
-        A prune then costs no new object per old checkpoint (issue 18 §2: hundreds of milestones):
-        a cached one is dropped when its step's metrics change in ``log_history``, and all are
-        when the best or resume checkpoint changes.
+        With the Trainer, ``on_step_end``/``on_epoch_end`` see ``should_save`` before every save and start it then
+        (closest to the save, once per save); a loop that never says so gets one after each prune instead.
         """
-        key = (state.best_model_checkpoint, self._resume_path)
-        cache: dict[Found, CheckpointInfo] = getattr(self, "_info_cache", {})
-        changed = self._metrics.changed_steps(state.log_history)
-        if key != getattr(self, "_info_key", None) or changed is None:
-            cache = {}
-        elif changed:
-            cache = {f: i for f, i in cache.items() if f.step not in changed}
-        out = []
-        for found in candidates:
-            info = cache.get(found)
-            if info is None:
-                info = cache[found] = CheckpointInfo(
-                    path=found.path,
-                    step=found.step,
-                    metrics=MappingProxyType(self._metrics(found, state.log_history)),
-                    complete=found.complete,
-                    is_best_model_checkpoint=same_path(key[0], found.path),
-                    is_resume_point=same_path(key[1], found.path),
-                )
-            out.append(info)
-        if len(cache) > 2 * len(out) + 16:  # forget folders that are gone
-            cache = {f: cache[f] for f in candidates}
-        self._info_cache, self._info_key = cache, key
-        return out
+        if not self._announced:
+            self._index.reconcile_soon()
+        self._announced = False
 
     def _report_prune(self, args: Any, state: Any, *, kept: int, deleted: int) -> None:
         """What the save decided, at its step: known in ``on_save``, whatever the deleter thread does later."""
@@ -443,5 +458,15 @@ class CheckpointPruner(PluginCallback):
             logger.warning(message, *values)
 
 
-def _describe(decision: Decision) -> str:
-    return ", ".join(f"checkpoint-{s} ({'+'.join(sorted(r))})" for s, r in sorted(decision.kept.items())) or "nothing"
+class _Described:
+    """The kept checkpoints of a decision, written out only if the log record is emitted (there may be thousands)."""
+
+    LIMIT = 20
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def __str__(self) -> str:
+        kept = sorted(self.decision.kept.items())
+        text = ", ".join(f"checkpoint-{s} ({'+'.join(sorted(r))})" for s, r in kept[-self.LIMIT :]) or "nothing"
+        return text if len(kept) <= self.LIMIT else f"{len(kept) - self.LIMIT} older and {text}"
