@@ -389,3 +389,28 @@ def test_a_deleted_witness_is_noticed_before_anything_is_deleted(tmp_path: Path,
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint-3", "checkpoint-5"]
     assert cb._index.stale_rounds >= 1
     cb.on_train_end(args, state, TrainerControl())
+
+
+def test_the_trainers_rotation_is_seen_at_the_save_that_follows_it(tmp_path: Path, training_args: Any) -> None:
+    # save_total_limit: the Trainer deletes the oldest folders right before on_save; the pruner lists the (small)
+    # directory then, without waiting for a background reconciliation
+    run = tmp_path / "run"
+    run.mkdir()
+    for step in (1, 2, 3):
+        write(run, f"checkpoint-{step}", complete=True)
+    args = training_args(output_dir=str(run), save_total_limit=3)
+    cb = CheckpointPruner(keep_last=3, keep_best=0, background=True)
+    state = TrainerState(global_step=3)
+    cb.on_train_begin(args, state, TrainerControl())
+    cb._index._submitter = Later()  # no background reconciliation ever runs
+    cb._deleter = Deleter(background=False)
+    for step in (4, 5):
+        write(run, f"checkpoint-{step}", complete=True)
+        shutil.rmtree(run / f"checkpoint-{step - 3}")  # the Trainer's rotation
+        state.global_step = step
+        cb.on_save(args, state, TrainerControl())
+        index = cb._index.retention
+        assert index is not None
+        assert sorted(index.infos) == [f.step for f in full_scan(run, step).candidates] == [step - 2, step - 1, step]
+    assert cb._index.stale_rounds == 0
+    cb.on_train_end(args, state, TrainerControl())

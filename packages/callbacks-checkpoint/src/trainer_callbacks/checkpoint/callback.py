@@ -355,6 +355,9 @@ class CheckpointPruner(PluginCallback):
             log_history=state.log_history,
             best=state.best_model_checkpoint,
             saved=newest.name,
+            # the Trainer's own rotation has just deleted folders: it keeps the directory at about save_total_limit
+            # checkpoints (and lists all of them itself), so a listing here is as cheap as it is sure
+            reconcile_now=bool(getattr(args, "save_total_limit", None)),
         )
         self._warn(index.take_warnings())
         decision = index.decide()

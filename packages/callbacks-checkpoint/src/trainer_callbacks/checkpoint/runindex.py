@@ -152,13 +152,22 @@ class RunIndex:
         self.retention.decide()  # every candidate's reasons now, so that the first prune has only its changes
 
     def refresh(
-        self, *, global_step: int, log_history: Sequence[Mapping[str, Any]], best: str | None, saved: str | None
+        self,
+        *,
+        global_step: int,
+        log_history: Sequence[Mapping[str, Any]],
+        best: str | None,
+        saved: str | None,
+        reconcile_now: bool = False,
     ) -> None:
-        """Bring the index up to date for a prune at ``global_step`` (``saved``: the folder just written)."""
+        """Bring the index up to date for a prune at ``global_step`` (``saved``: the folder just written).
+
+        ``reconcile_now``: reconcile on this thread (as ``background=False`` always does).
+        """
         self._global_step = global_step
         changed = self._metrics.changed_steps(log_history)
         self._log_history = log_history
-        if not self.background:
+        if not self.background or reconcile_now:
             self.scanner.update(self._path)
         elif self._future is not None and self._future.done():
             self._apply_reconciliation()
