@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checkpoint_reference import reference_kept
+from checkpoint_reference import keep_sevens, reference_kept
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -59,10 +59,6 @@ def base_args() -> TrainingArguments:
 
 class SimulatedCrash(BaseException):
     """The process dies here (not an Exception: nothing may catch it)."""
-
-
-def keep_sevens(info: CheckpointInfo) -> bool:
-    return info.step % 7 == 0
 
 
 def snapshot(root: Path) -> dict[str, str]:

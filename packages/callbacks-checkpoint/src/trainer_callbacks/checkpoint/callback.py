@@ -27,61 +27,40 @@ from trainer_callbacks.core import (
     PluginCallback,
     Round,
     StateReader,
+    callable_option,
     evaluates,
-    import_reference,
     metric_value,
     missing_metrics_message,
-    reference_of,
     strategy,
 )
 
 logger = logging.getLogger(__name__)
 
 UNSAVED_KEEP_PREFIX = "<not saved: "
-"""How an un-importable ``keep`` callable (a lambda, a closure) is written in the saved options."""
+"""How trainer-callbacks-checkpoint 0.1 wrote a ``keep`` lambda or closure in the saved options (now refused)."""
 
 KeepCallable = Callable[[CheckpointInfo], Any]
 
 
-def _import_keep(ref: str) -> KeepCallable:
-    try:
-        obj = import_reference(ref)
-    except ValueError:
-        raise ConfigurationError(
-            f"CheckpointPruner(keep={ref!r}): write an importable function as 'module:function'"
-        ) from None
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): cannot import it ({exc})") from None
-    if not callable(obj):
-        raise ConfigurationError(f"CheckpointPruner(keep={ref!r}): {type(obj).__name__} is not callable")
-    return obj  # type: ignore[no-any-return]
-
-
-def _keep_reference(fn: KeepCallable) -> str | None:
-    """``'module:qualname'`` if importing it gives back ``fn``, else ``None``."""
-    return reference_of(fn)
-
-
 def resolve_keep(keep: Any) -> tuple[KeepCallable | None, str | None]:
-    """(the ``keep`` callable used, its saved form): ``'module:function'``, or a marker for a lambda or closure."""
+    """(the ``keep`` callable used, the ``'module:function'`` it is saved as), or a ``ConfigurationError``.
+
+    The options are saved in every checkpoint and ``restore_callback_states_from_checkpoint=True``
+    rebuilds the pruner from them, so ``keep`` must be importable back by name: a module-level
+    function (or its name); a lambda or closure is refused here, as every plugin refuses one
+    (``core.callable_option``: gradviz's ``group_by`` too).
+    """
     if keep is None:
         return None, None
     if isinstance(keep, str) and keep.startswith(UNSAVED_KEEP_PREFIX):
         raise ConfigurationError(
             f"CheckpointPruner was rebuilt from a checkpoint's saved options (restore_callback_states_from_"
-            f"checkpoint=True), but its keep callable {keep[len(UNSAVED_KEEP_PREFIX) : -1]} could not be saved. "
-            "Make keep a module-level function (it is then saved as 'module:function'), or set "
-            "restore_callback_states_from_checkpoint=False: trainer-callbacks restores the pruner's "
-            "progress without it."
+            f"checkpoint=True), but its keep callable {keep[len(UNSAVED_KEEP_PREFIX) : -1]} was a lambda or closure "
+            "(accepted by trainer-callbacks-checkpoint 0.1), which cannot be saved. Pass CheckpointPruner(keep=...) "
+            "a module-level function yourself, or set restore_callback_states_from_checkpoint=False: "
+            "trainer-callbacks restores the pruner's progress without it."
         )
-    if isinstance(keep, str):
-        return _import_keep(keep), keep
-    if callable(keep):
-        saved = _keep_reference(keep) or f"{UNSAVED_KEEP_PREFIX}{getattr(keep, '__qualname__', type(keep).__name__)}>"
-        return keep, saved
-    raise ConfigurationError(
-        f"CheckpointPruner(keep={keep!r}): pass a callable taking a CheckpointInfo, or 'module:function'"
-    )
+    return callable_option(keep, f"CheckpointPruner(keep={keep!r})")
 
 
 class CheckpointPruner(PluginCallback):
@@ -141,11 +120,6 @@ class CheckpointPruner(PluginCallback):
         """The user's ``keep`` callable."""
         return self._keep
 
-    @property
-    def keep_is_saved(self) -> bool:
-        saved = self._options.get("keep")
-        return saved is None or not str(saved).startswith(UNSAVED_KEEP_PREFIX)
-
     # ---- PluginCallback -----------------------------------------------------------------------
     def reset(self) -> None:
         index = getattr(self, "_index", None)
@@ -180,13 +154,6 @@ class CheckpointPruner(PluginCallback):
 
     def check_training_args(self, args: Any) -> list[str]:
         problems = []
-        if getattr(args, "restore_callback_states_from_checkpoint", False) and not self.keep_is_saved:
-            problems.append(
-                f"keep={self._options['keep'][len(UNSAVED_KEEP_PREFIX) : -1]} is a lambda or closure, which cannot be "
-                "saved in checkpoints, and restore_callback_states_from_checkpoint=True rebuilds callbacks from "
-                "saved options on resume; make keep a module-level function, or set "
-                "restore_callback_states_from_checkpoint=False (trainer-callbacks restores the pruner without it)"
-            )
         if self.monitor is not None and not evaluates(args):
             problems.append(
                 f"monitor={self.monitor!r} ranks checkpoints by evaluation metrics, but eval_strategy='no' never "

@@ -54,7 +54,7 @@ class PrunerOptions(CallbackOptions):
         None,
         "`keep(info: CheckpointInfo) -> bool`, asked about each checkpoint the rules would delete; `True` keeps it "
         "(if it raises, the checkpoint is kept and a warning logged). A module-level function, or its "
-        "`'module:function'` name, is saved with the options; a lambda or closure is not (see Resume below)",
+        "`'module:function'` name (saved with the options); a lambda or closure cannot be saved and is refused",
         _keep,
         save=_saved_keep,
         attribute="_keep",
