@@ -282,11 +282,12 @@ def test_resumed_run_ends_as_the_uninterrupted_run(resumed: dict[str, Any]) -> N
     assert set(ours_g) == set(ref_g) and len({g for _, g in ours_g}) >= 3
     assert ours_g == pytest.approx(ref_g, rel=1e-6)
     assert r0["lrs"] == r1["lrs"] == [entry for entry in full["lrs"] if entry[0] > STOP_AFTER]
-    # the rules' final state (best, waits, scales) as after an uninterrupted run
+    # the rules' final state (best, waits, scales; the pruner's totals, the prune at the resumed checkpoint
+    # included) as after an uninterrupted run
     final = f"checkpoint-{full['global_step']}/trainer_state.json"
     mine = json.loads((resumed["run"] / final).read_text())["stateful_callbacks"]
     theirs = json.loads((resumed["full_run"] / final).read_text())["stateful_callbacks"]
-    for name in ("EarlyStopping", "ReduceLROnPlateau", "GradNormLogger"):
+    for name in ("EarlyStopping", "ReduceLROnPlateau", "GradNormLogger", "CheckpointPruner"):
         assert mine[name] == theirs[name], name
     assert checkpoints(resumed["run"]) == checkpoints(resumed["full_run"])
     assert r1["deletion_calls"] == [] and r0["deletion_calls"]  # rank 0 alone went on pruning

@@ -67,6 +67,15 @@ def test_real_run_leaves_the_policy_answer_and_resumes(tiny_trainer: Any, tmp_pa
     assert len(freed) == 1 and freed[0]["step"] == 8 and freed[0]["checkpoint/bytes_freed"] > 0
     assert set(freed[0]) == {"checkpoint/bytes_freed", "step"}
     assert cb.state()["attributes"]["progress"]["deleted_total"] == 8 - len(expected)
+    # the Trainer wrote checkpoint-8/trainer_state.json before on_save pruned: the pruner wrote it again after,
+    # so it holds that prune (its log entry and the totals), as the uninterrupted run's state does
+    saved = json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())
+    assert saved["stateful_callbacks"]["CheckpointPruner"]["attributes"]["progress"] == {
+        "deleted_total": 8 - len(expected),
+        "prunes": 8,
+    }
+    assert [e["step"] for e in saved["log_history"] if "checkpoint/deleted" in e] == list(range(1, 9))
+    assert not [n for n in os.listdir(out / "checkpoint-8") if n.startswith(".")]  # no partial file left
 
     # resume_from_checkpoint=True picks checkpoint-8 from what remains; two more steps, still pruned by policy
     metrics = ScriptedMetrics()
@@ -88,8 +97,11 @@ def test_real_run_leaves_the_policy_answer_and_resumes(tiny_trainer: Any, tmp_pa
     for step in (9, 10):
         on_disk = replay_from(on_disk, step, evals, policy, best=7, run_dir=str(out))
     assert checkpoints(out) == on_disk
-    # the resumed pruner carried the first run's totals through trainer_state.json (no restore flag needed)
-    assert cb2.deleted_total >= cb.deleted_total
+    # the resumed pruner carried the first run's totals through trainer_state.json (no restore flag needed),
+    # the prune at step 8 included, and added the two saves of its own
+    assert cb2.prunes == cb.prunes + 2 == 10
+    assert cb2.deleted_total == cb.deleted_total + len(expected) + 2 - len(on_disk)
+    assert [e["step"] for e in resumed.state.log_history if "checkpoint/deleted" in e] == list(range(1, 11))
     # and an older checkpoint that remains also resumes
     older = tiny_trainer([], compute_metrics=ScriptedMetrics(), max_steps=4, save_strategy="no", eval_strategy="no")
     older.train(resume_from_checkpoint=str(out / "checkpoint-3"))

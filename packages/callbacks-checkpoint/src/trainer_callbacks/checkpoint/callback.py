@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from trainer_callbacks.core import (
 )
 
 logger = logging.getLogger(__name__)
+
+TRAINER_STATE_FILE = "trainer_state.json"
+"""The Trainer's state in each checkpoint folder (``transformers.trainer.TRAINER_STATE_NAME``)."""
 
 UNSAVED_KEEP_PREFIX = "<not saved: "
 """How trainer-callbacks-checkpoint 0.1 wrote a ``keep`` lambda or closure in the saved options (now refused)."""
@@ -357,6 +361,7 @@ class CheckpointPruner(PluginCallback):
             )
             self._report_prune(args, state, kept=len(decision.kept), deleted=len(doomed))
             self._reconcile_after_prune()
+            self._record_in_checkpoint(state, newest)
             return decision
         claims = claim_all(doomed)
         if claims.moved:
@@ -375,7 +380,43 @@ class CheckpointPruner(PluginCallback):
         # a folder whose rename failed is still on disk, intact: it counts as kept, not deleted
         self._report_prune(args, state, kept=len(decision.kept) + len(claims.failed), deleted=len(claims.moved))
         self._reconcile_after_prune()
+        self._record_in_checkpoint(state, newest)
         return decision
+
+    def _record_in_checkpoint(self, state: Any, checkpoint: Path) -> None:
+        """Write this prune into the checkpoint just saved, so that a resume from it continues from after it.
+
+        The Trainer writes ``checkpoint-N/trainer_state.json`` (the log history, every callback's
+        saved state) *before* ``on_save``, where the pruning happens: without this, a run resumed
+        from ``checkpoint-N`` has neither that prune's ``checkpoint/kept|deleted`` entry in its log
+        history nor its count in the pruner's totals, and ends with other figures than the
+        uninterrupted run. So the pruner puts its state after the prune into the Trainer's
+        in-memory ``stateful_callbacks`` entry and writes the Trainer's state again, as the Trainer
+        does (``TrainerState.save_to_json``), atomically (``os.replace`` of a file written beside
+        it). Only the processes that save call it (``on_save`` returns early elsewhere). Nothing is
+        written when the checkpoint has no ``trainer_state.json`` (a customised save), or when
+        several pruners share the class name (their entries form a list whose order is the
+        Trainer's).
+        """
+        target = checkpoint / TRAINER_STATE_FILE
+        saved = getattr(state, "stateful_callbacks", None)
+        key = type(self).__name__
+        if not target.is_file() or not isinstance(saved, dict) or not isinstance(saved.get(key), dict):
+            return
+        saved[key] = self.state()
+        partial = target.with_name(f".{target.name}.{os.getpid()}.pruner")
+        try:
+            state.save_to_json(str(partial))
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            self._warn_once(
+                f"record:{checkpoint.parent}",
+                "CheckpointPruner: could not record the prune in %s (%s); a run resumed from it reports this "
+                "prune's counts without it",
+                target,
+                exc,
+            )
 
     def _reconcile_after_prune(self) -> None:
         """Start a background reconciliation now, unless the Trainer's flow starts one before each save anyway.
