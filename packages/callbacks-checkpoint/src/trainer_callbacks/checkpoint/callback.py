@@ -37,9 +37,6 @@ from trainer_callbacks.core import (
 
 logger = logging.getLogger(__name__)
 
-TRAINER_STATE_FILE = "trainer_state.json"
-"""The Trainer's state in each checkpoint folder (``transformers.trainer.TRAINER_STATE_NAME``)."""
-
 UNSAVED_KEEP_PREFIX = "<not saved: "
 """How trainer-callbacks-checkpoint 0.1 wrote a ``keep`` lambda or closure in the saved options (now refused)."""
 
@@ -398,7 +395,9 @@ class CheckpointPruner(PluginCallback):
         several pruners share the class name (their entries form a list whose order is the
         Trainer's).
         """
-        target = checkpoint / TRAINER_STATE_FILE
+        from transformers.trainer import TRAINER_STATE_NAME  # loaded already: the Trainer is running
+
+        target = checkpoint / TRAINER_STATE_NAME
         saved = getattr(state, "stateful_callbacks", None)
         key = type(self).__name__
         if not target.is_file() or not isinstance(saved, dict) or not isinstance(saved.get(key), dict):
