@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -213,11 +212,9 @@ def cpu_model() -> str:
 
 
 def nproc() -> int:
-    try:
-        out = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-        return int(out)
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        return len(os.sched_getaffinity(0))
+    """The CPUs this process may run on. Not GNU ``nproc``: it answers ``OMP_NUM_THREADS`` when that is set
+    (``make bench`` sets it to 1), which made the report say "1 cores" and call a 2-core machine at load 1 busy."""
+    return len(os.sched_getaffinity(0))
 
 
 def load_average() -> tuple[float, float, float]:
