@@ -668,7 +668,8 @@ def test_trainer_validate_args(tmp_path: Path) -> None:
 
     class View:
         def __init__(self, args: TrainingArguments) -> None:
-            self.args, self.train_dataset, self.eval_dataset = args, range(4), range(2)
+            self.args, self.train_dataset = args, range(4)
+            self.eval_dataset: range | None = range(2)
 
         def __getattr__(self, name: str) -> None:
             return None
