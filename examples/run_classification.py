@@ -20,6 +20,9 @@ data_files=...)`` (no Hub access: ``HF_DATASETS_OFFLINE=1`` works), with a text 
 ``datasets.Dataset`` tokenized with ``Dataset.map(batched=True)``. Model: a small BERT initialised at random, or
 any local Hugging Face model folder with ``--model_name_or_path``. Arguments may also come from
 one JSON file: ``python examples/run_classification.py args.json``.
+
+Needs the app's data helpers (``pip install trainer-callbacks-app``, part of ``pip install trainer-callbacks``)
+and the callbacks you name.
 """
 
 from __future__ import annotations
