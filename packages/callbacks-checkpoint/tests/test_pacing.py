@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,19 @@ def oracle_pause(pending: int, seconds_left: float | None, free: int | None) -> 
         return 0.0
     chunks = -(-pending // CHUNK)
     return min(0.5, seconds_left / chunks)
+
+
+def inline_pruner(
+    training_args: Any, run: Path, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> tuple[Any, CheckpointPruner, TrainerState]:
+    """A pruner keeping the newest checkpoint of ``run`` (saves every 100 steps), deleting inline on the test's
+    clock and sleep with plenty of disk, after its ``on_train_begin``: (args, pruner, state at step 0)."""
+    args = training_args(output_dir=str(run), save_strategy="steps", save_steps=100)
+    cb = CheckpointPruner(keep_last=1, keep_best=0, background=False)
+    cb._deleter = Deleter(background=False, clock=clock, sleep=sleep, free_space=lambda p: 1 << 50)
+    state = TrainerState(global_step=0, save_steps=100)
+    cb.on_train_begin(args, state, TrainerControl())
+    return args, cb, state
 
 
 @given(
@@ -111,11 +125,7 @@ def test_the_trash_is_gone_by_the_next_save(tmp_path: Path, training_args: Any, 
     monkeypatch.setattr(os, "truncate", recorded)
     run = tmp_path / "run"
     size = 20 * CHUNK + 123
-    args = training_args(output_dir=str(run), save_strategy="steps", save_steps=100)
-    cb = CheckpointPruner(keep_last=1, keep_best=0, background=False)
-    cb._deleter = Deleter(background=False, clock=fake.clock, sleep=fake.sleep, free_space=lambda p: 1 << 50)
-    state = TrainerState(global_step=0, save_steps=100)
-    cb.on_train_begin(args, state, TrainerControl())
+    args, cb, state = inline_pruner(training_args, run, fake.clock, fake.sleep)
     save_times = []
     for step in (100, 200, 300):
         fake.now += 30.0  # 100 steps of training take 30 s: a save is expected every 30 s
@@ -179,11 +189,7 @@ def test_a_crash_mid_truncation_leaves_only_a_hidden_folder_that_the_next_start_
 
     run = tmp_path / "run"
     size = 10 * CHUNK
-    args = training_args(output_dir=str(run), save_strategy="steps", save_steps=100)
-    cb = CheckpointPruner(keep_last=1, keep_best=0, background=False)
-    cb._deleter = Deleter(background=False, clock=fake.clock, sleep=dying_sleep, free_space=lambda p: 1 << 50)
-    state = TrainerState(global_step=0, save_steps=100)
-    cb.on_train_begin(args, state, TrainerControl())
+    args, cb, state = inline_pruner(training_args, run, fake.clock, dying_sleep)
     for step in (100, 200):
         sparse_checkpoint(run, step, size)
     fake.now += 60.0
@@ -240,11 +246,7 @@ def test_a_drain_that_falls_behind_drops_its_pauses_and_is_done_by_the_next_save
 
     run = tmp_path / "run"
     size = 30 * CHUNK
-    args = training_args(output_dir=str(run), save_strategy="steps", save_steps=100)
-    cb = CheckpointPruner(keep_last=1, keep_best=0, background=False)
-    cb._deleter = Deleter(background=False, clock=fake.clock, sleep=sleep, free_space=lambda p: 1 << 50)
-    state = TrainerState(global_step=0, save_steps=100)
-    cb.on_train_begin(args, state, TrainerControl())
+    args, cb, state = inline_pruner(training_args, run, fake.clock, sleep)
     sparse_checkpoint(run, 100, size)
     fake.now += 30.0  # a save every 30 s: the target is 15 s after the save, the next save 30 s after it
     state.global_step = 100

@@ -63,14 +63,12 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         module = importlib.import_module(NEW + spec.name[len(OLD) :])
-        self._specs[spec.name] = module.__spec__
+        self._specs[module.__name__] = module.__spec__
         return module
 
     def exec_module(self, module: ModuleType) -> None:
         # Between create and exec the import system stamps the alias's spec on the real module: give its own back.
-        for name, spec in list(self._specs.items()):
-            if spec is not None and spec.name == module.__name__:
-                module.__spec__ = self._specs.pop(name)
+        module.__spec__ = self._specs.pop(module.__name__)
 
 
 if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
