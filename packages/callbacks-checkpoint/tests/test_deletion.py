@@ -16,7 +16,7 @@ from transformers import TrainerControl, TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
 from trainer_callbacks.checkpoint import CheckpointPruner, deletion
-from trainer_callbacks.checkpoint.deletion import TRASH_NAME, claim, leftovers, tree_size
+from trainer_callbacks.checkpoint.deletion import TRASH_NAME, Deleter, claim, leftovers, tree_size
 
 
 def begin(cb: CheckpointPruner, args: Any, step: int, log_history: list[dict[str, Any]] | None = None) -> Any:
@@ -77,6 +77,7 @@ def test_background_removal_is_off_the_training_thread_and_awaited(
     monkeypatch.setattr(deletion, "remove_tree", slow_remove)
     args = training_args(output_dir=str(run))
     cb = CheckpointPruner(keep_last=1, keep_best=0, background=True)
+    cb._deleter = Deleter(background=True, process=False)  # threads of this process, so the patch reaches them
     state = begin(cb, args, 3)
     try:
         cb.on_save(args, state, TrainerControl())
@@ -118,6 +119,7 @@ def test_a_failed_rename_is_counted_as_kept_not_deleted(
     monkeypatch.setattr(os, "rename", rename)
     args = training_args(output_dir=str(run))
     cb = CheckpointPruner(keep_last=1, keep_best=0, background=background)
+    cb._deleter = Deleter(background=background, process=False)  # this process: the patch reaches it
     state = begin(cb, args, 3)
     cb.on_save(args, state, TrainerControl())
     cb.on_train_end(args, state, TrainerControl())
@@ -152,6 +154,7 @@ def test_a_failed_removal_frees_nothing_and_is_reported(
     monkeypatch.setattr(shutil, "rmtree", rmtree)
     args = training_args(output_dir=str(run))
     cb = CheckpointPruner(keep_last=1, keep_best=0, background=background)
+    cb._deleter = Deleter(background=background, process=False)  # this process: the patch reaches it
     state = begin(cb, args, 3)
     cb.on_save(args, state, TrainerControl())
     cb.on_train_end(args, state, TrainerControl())
@@ -287,7 +290,7 @@ def test_concurrent_pruners_neither_crash_nor_double_delete(
 @pytest.mark.skipif(not hasattr(os, "setpriority") or os.uname().sysname != "Linux", reason="per-thread nice is Linux")
 def test_the_background_deleter_runs_at_the_lowest_cpu_priority_and_only_it(tmp_path: Path) -> None:
     main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    deleter = deletion.Deleter(background=True)
+    deleter = deletion.Deleter(background=True, process=False)  # the child process: test_deleter_process.py
     doomed = tmp_path / "doomed"
     doomed.mkdir()
     deleter.submit(deletion.Removal(step=1, names=("doomed",)), [doomed]).result()

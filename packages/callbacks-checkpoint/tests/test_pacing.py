@@ -284,7 +284,7 @@ def test_a_background_drain_behind_its_target_goes_to_a_normal_priority_thread(
     monkeypatch.setattr(os, "truncate", slow_truncate)
     trash = tmp_path / ".checkpoint-1.deleting-0"
     sparse_checkpoint(tmp_path, 1, 30 * CHUNK).rename(trash)
-    deleter = Deleter(background=True, clock=fake.clock, sleep=fake.sleep, free_space=lambda p: 1 << 50)
+    deleter = Deleter(background=True, process=False, clock=fake.clock, sleep=fake.sleep, free_space=lambda p: 1 << 50)
     deleter.start(0, 100)
     fake.now += 30.0  # 100 steps in 30 s, a save every 100: the target is 15 s after this save, the next save 30 s
     saved_at = fake.now

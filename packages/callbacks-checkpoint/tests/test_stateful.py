@@ -36,7 +36,7 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from trainer_callbacks.checkpoint import CheckpointPruner, deletion
-from trainer_callbacks.checkpoint.deletion import TRASH_NAME
+from trainer_callbacks.checkpoint.deletion import TRASH_NAME, Deleter
 from trainer_callbacks.checkpoint.policy import CheckpointInfo, RetentionPolicy, resolve_monitor
 
 _BASE_ARGS: TrainingArguments | None = None
@@ -135,6 +135,9 @@ class PruningMachine(RuleBasedStateMachine):
 
     def begin(self, resume: str | None) -> None:
         self.cb = CheckpointPruner(**self.options)
+        # the removals on this process's threads: this machine is about what is claimed and kept, and a child
+        # process per run would cost more than the rest of it (the child: test_deleter_process.py)
+        self.cb._deleter = Deleter(background=self.cb.background, process=False)
         if resume is None:
             self.state, self.resume_step = TrainerState(), None
         else:

@@ -9,8 +9,9 @@ Deleting ``checkpoint-12`` takes two steps:
    checkpoint or a hidden folder, never a half-deleted ``checkpoint-12``. The rename is also
    the lock between processes pruning the same shared directory: only one rename of a path
    can succeed; the other gets ``FileNotFoundError`` and skips it.
-2. :func:`free_files` then :func:`remove_tree`, on a background thread when asked
-   (:class:`Deleter`): large files are truncated a chunk (64 MiB) at a time with pauses between
+2. :func:`free_files` then :func:`remove_tree`, in a child process when asked
+   (:class:`Deleter`, :mod:`.deleter_process`; on background threads of this process where no
+   child can run): large files are truncated a chunk (64 MiB) at a time with pauses between
    chunks, at the pace :mod:`.pacing` sets from the time left until the next save is expected
    and the free disk space; then ``rmtree`` removes what is left. Its size is measured just
    before, for ``checkpoint/bytes_freed``. A crash mid-truncation leaves a hidden folder of
@@ -23,21 +24,24 @@ once, at ``on_train_end``, after waiting for them.
 
 Hidden folders left by a crash are found by :func:`leftovers` and removed at the next start.
 
-**Priority: nice 19 while on time, a normal-priority thread once behind** (issue 18 §3). The
-deleter thread runs at nice 19, so that the kernel work of its ``unlink``/``truncate`` calls yields
-to the training threads: measured interleaved on the 2-core test machine (4 GiB, the size bench's
-loop, 1-min load 2-3), the same paced deletion cost the loop +1.6 and +5.2 s (one step 120x the
-median) at normal priority against -0.4 and -0.3 s at nice 19. But nice 19 alone starves under
-load (CFS gives it ~1.5% of a busy nice-0 thread's share: the trash was not gone by the next
-save), and an unprivileged thread can never lower its nice value again (``RLIMIT_NICE`` is 0 by
-default), so it cannot speed itself up. Hence the hand-off: when the drain is behind (its target,
-half-way to the next expected save, has passed; or free disk space is short; or someone waits
-for it, as ``on_train_end`` does), the niced thread raises :class:`HandOff` at its next chunk and
-the rest of the batch is freed, without pauses, by a second thread at the process's normal
-priority (created on first need), while the niced one just waits for it. The training thread
-never takes that work over: it would block the loop for exactly the kernel work that chunking
-keeps off it. The rule is tested with an injected clock (no sleeps): paced before the target, on
-the normal-priority thread after it, gone before the next save.
+**Out of process; there, nice 19 while on time and a normal-priority thread once behind** (issue
+18 §1). The work runs in a child process so that it never holds the training process's GIL (see
+:mod:`.deleter_process` for the priority inversion a low-priority thread there causes). Inside
+the child (or here, where no child can run), the deleter thread runs at nice 19, so that the
+kernel work of its ``unlink``/``truncate`` calls yields to other work: measured interleaved on
+the 2-core test machine (4 GiB, the size bench's loop, 1-min load 2-3), the same paced deletion
+cost the loop +1.6 and +5.2 s (one step 120x the median) at normal priority against -0.4 and
+-0.3 s at nice 19. But nice 19 alone starves under load (CFS gives it ~1.5% of a busy nice-0
+thread's share: the trash was not gone by the next save), and an unprivileged thread can never
+lower its nice value again (``RLIMIT_NICE`` is 0 by default), so it cannot speed itself up.
+Hence the hand-off: when the drain is behind (its target, half-way to the next expected save,
+has passed; or free disk space is short; or someone waits for it, as ``on_train_end`` does),
+the niced thread raises :class:`HandOff` at its next chunk and the rest of the batch is freed,
+without pauses, by a second thread at normal priority (created on first need), while the niced
+one just waits for it. The training thread never takes that work over: it would block the loop
+for exactly the kernel work that chunking keeps off it. The rule is tested with an injected
+clock (no sleeps): paced before the target, on the normal-priority thread after it, gone before
+the next save.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -294,47 +299,84 @@ class Removal:
     """Hidden folders whose removal failed (they stay hidden; the next start removes them)."""
     dry_run: bool = False
     report: bool = True
+    paused: float = 0.0
+    """Seconds the deleter paused between chunks (pacing)."""
     """False for the removal of a crash's leftovers (not a prune of this run)."""
 
 
 class Deleter:
-    """Removes claimed folders, on one background thread or inline.
+    """Removes claimed folders: in a child process, on background threads, or inline.
 
     :meth:`submit` returns at once when ``background`` is true; :meth:`wait` blocks until every
     submitted removal finished; :meth:`finished` hands back the batches done so far (once each).
+    With ``background`` and ``process`` (the default), the batches go to a child process
+    (:mod:`.deleter_process`: it shares no GIL with training); where one cannot be started, or once
+    it died, to this process's threads (a nice-19 one, a normal-priority one when behind). The
+    clock, sleep and free-space probe can be injected for tests, with ``process=False`` (a child has
+    its own).
     """
 
     def __init__(
         self,
         background: bool = True,
         *,
+        process: bool = True,
         clock: Clock = time.monotonic,
         sleep: Sleep | None = None,
         free_space: FreeSpace = disk_free,
     ) -> None:
+        injected = clock is not time.monotonic or sleep is not None or free_space is not disk_free
+        if background and process and injected:
+            raise ValueError(
+                "Deleter(background=True, process=True) frees files in a child process, which cannot use an injected "
+                "clock, sleep or free_space: pass process=False to free them on threads of this process"
+            )
         self.background = background
+        self.process = background and process
         self._hurry = threading.Event()
         # the default pause ends early when someone waits for the removals (see wait)
         self.clock, self.sleep, self.free_space = clock, sleep or self._pause, free_space
         self._executor: ThreadPoolExecutor | None = None
         self._catch_up: ThreadPoolExecutor | None = None
-        self.hand_offs = 0
-        """Batches the low-priority thread handed to the normal-priority one (it fell behind)."""
+        self._child: Any = None
+        """The :class:`.deleter_process.ChildDeleter` once started; ``False`` once it cannot be used."""
+        self._hand_offs = 0
         self._pending: list[Future[Removal]] = []
         self._lock = threading.Lock()
         self._last: tuple[float, int] | None = None
         self.save_steps: int | None = None
 
+    @property
+    def hand_offs(self) -> int:
+        """Batches the low-priority thread handed to the normal-priority one (it fell behind), here and in the child."""
+        child = self._child
+        return self._hand_offs + (child.hand_offs if child else 0)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The child process's pid while batches go to it (``None``: they are freed in this process)."""
+        child = self._child
+        return child.pid if child and child.alive else None
+
     def _pause(self, seconds: float) -> None:
         self._hurry.wait(seconds)
+
+    def hurry(self, on: bool = True) -> None:
+        """Stop pausing (someone waits for the removals) or pace again."""
+        if on:
+            self._hurry.set()
+        else:
+            self._hurry.clear()
 
     def start(self, step: int, save_steps: int | None = None) -> None:
         """Training (re)starts at ``step`` now; the Trainer saves every ``save_steps`` steps (``None``: unknown).
 
-        The reference point for the speed that paces the removals (see :func:`pacing.expected_interval`).
+        The reference point for the speed that paces the removals (see :func:`pacing.expected_interval`). With
+        ``process``, the child process is started here if it is not running yet.
         """
         self._last = (self.clock(), int(step))
         self.save_steps = save_steps if isinstance(save_steps, int) and save_steps > 0 else None
+        self._child_for_work()  # start the child now (train begin), not in the first prune's step
 
     def deadline(self, step: int) -> float | None:
         """Clock time to be done by (:func:`pacing.target` of the next save expected); notes this save."""
@@ -346,8 +388,78 @@ class Deleter:
         return pacing.target(now, interval)
 
     def submit(self, removal: Removal, paths: Sequence[Path], *, measure: bool = True) -> Future[Removal]:
+        """Remove ``paths`` (claimed), paced to :meth:`deadline` of ``removal.step`` (no target for leftovers)."""
+        deadline = self.deadline(removal.step) if removal.report else None
+        child = self._child_for_work()
+        if child is None:
+            return self.submit_paced(removal, paths, measure=measure, deadline=deadline)
+        outer: Future[Removal] = Future()
+        left = None if deadline is None else deadline - self.clock()
+        sent = child.submit(removal, list(paths), measure, left)
+        sent.add_done_callback(lambda f: self._from_child(f, outer, removal, list(paths), measure, deadline))
+        with self._lock:
+            self._pending.append(outer)
+        return outer
+
+    def _child_for_work(self) -> Any:
+        """The child process to send work to, started on first need; ``None`` to work in this process."""
+        if not self.process or self._child is False:
+            return None
+        if self._child is None:
+            from trainer_callbacks.checkpoint.deleter_process import ChildDeleter
+
+            child = ChildDeleter.spawn()
+            self._child = child or False
+            if child:
+                # a deleter dropped without close() (a run that died, a notebook's next cell) lets its child go
+                weakref.finalize(self, child.detach)
+                if self._hurry.is_set():
+                    child.hurry(True)
+        if self._child is False or not self._child.alive:
+            return None
+        return self._child
+
+    def _from_child(
+        self,
+        sent: Future[Removal],
+        outer: Future[Removal],
+        removal: Removal,
+        paths: list[Path],
+        measure: bool,
+        deadline: float | None,
+    ) -> None:
+        """The child's answer; if it died first, the batch is freed here instead (one warning per child)."""
+        exc = sent.exception()
+        if exc is None:
+            outer.set_result(sent.result())
+            return
+        child = self._child
+        with self._lock:
+            first = bool(child) and not child.warned
+            if first:
+                child.warned = True
+        if first:
+            tail = "; its last output: " + " | ".join(child.tail) if child.tail else ""
+            logger.warning(
+                "CheckpointPruner: %s before freeing the trash it was given; this process frees it instead%s",
+                exc,
+                tail,
+            )
+        local = self.submit_paced(removal, paths, measure=measure, deadline=deadline, track=False)
+        local.add_done_callback(lambda f: outer.set_result(f.result()))
+
+    def submit_paced(
+        self,
+        removal: Removal,
+        paths: Sequence[Path],
+        *,
+        measure: bool = True,
+        deadline: float | None = None,
+        track: bool = True,
+    ) -> Future[Removal]:
+        """Remove ``paths`` in this process (threads when ``background``), done by clock time ``deadline``."""
         pacer = Pacer(
-            deadline=self.deadline(removal.step) if removal.report else None,
+            deadline=deadline,
             clock=self.clock,
             sleep=self.sleep,
             free_space=self.free_space,
@@ -370,8 +482,9 @@ class Deleter:
                 self._catch_up = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-pruner-catch-up")
                 self._catch_up.submit(int).result()
             future = self._executor.submit(work)
-        with self._lock:
-            self._pending.append(future)
+        if track:
+            with self._lock:
+                self._pending.append(future)
         return future
 
     def _run(
@@ -386,30 +499,34 @@ class Deleter:
         listings = [] if removal.dry_run else [_files(p) for p in paths]
         later = sum(freeable(files) for files in listings)
         sizes = list(sizes or [])
-        for i, path in enumerate(paths):
-            reason = "some files remain"
-            try:
-                if i >= len(sizes):
-                    sizes.append(tree_size(path) if measure else 0)
-                size = sizes[i]
-                if not removal.dry_run:
-                    later -= freeable(listings[i])
-                    free_files(path, listings[i], pacer or Pacer(), later)
-                if removal.dry_run or remove_tree(path):
-                    removal.bytes_freed += size
-                    removal.removed += 1
-                    continue
-            except HandOff:
-                return self._hand_off(removal, paths[i:], measure, pacer, sizes[i:])
-            except Exception as exc:  # never let the deleting thread die silently
-                reason = f"{type(exc).__name__}: {exc}"
-            logger.warning(
-                "CheckpointPruner: %s could not be removed (%s); it stays hidden and the next run in this "
-                "folder removes it.",
-                path,
-                reason,
-            )
-            removal.not_removed.append(path.name)
+        try:
+            for i, path in enumerate(paths):
+                reason = "some files remain"
+                try:
+                    if i >= len(sizes):
+                        sizes.append(tree_size(path) if measure else 0)
+                    size = sizes[i]
+                    if not removal.dry_run:
+                        later -= freeable(listings[i])
+                        free_files(path, listings[i], pacer or Pacer(), later)
+                    if removal.dry_run or remove_tree(path):
+                        removal.bytes_freed += size
+                        removal.removed += 1
+                        continue
+                except HandOff:
+                    return self._hand_off(removal, paths[i:], measure, pacer, sizes[i:])
+                except Exception as exc:  # never let the deleting thread die silently
+                    reason = f"{type(exc).__name__}: {exc}"
+                logger.warning(
+                    "CheckpointPruner: %s could not be removed (%s); it stays hidden and the next run in this "
+                    "folder removes it.",
+                    path,
+                    reason,
+                )
+                removal.not_removed.append(path.name)
+        finally:
+            if pacer is not None:
+                removal.paused = pacer.slept
         return removal
 
     def _hand_off(
@@ -419,7 +536,7 @@ class Deleter:
         catch_up = self._catch_up
         if catch_up is None:  # closed meanwhile: finish here
             return self._run(removal, paths, measure, None, sizes)
-        self.hand_offs += 1
+        self._hand_offs += 1
         rest = Pacer(clock=self.clock, sleep=self.sleep, free_space=self.free_space, hurry=self._hurry)
         if pacer is not None:
             rest.deadline, rest.slept = pacer.deadline, pacer.slept
@@ -439,16 +556,24 @@ class Deleter:
         """
         with self._lock:
             pending = list(self._pending)
+        child = self._child
         self._hurry.set()
+        if child:
+            child.hurry(True)
         try:
             for future in pending:
                 future.exception()  # waits; _run never raises
         finally:
             self._hurry.clear()
+            if child:
+                child.hurry(False)
 
     def close(self) -> None:
         """Wait for every removal, then stop the background thread (a later :meth:`submit` starts a new one)."""
         self.wait()
+        child, self._child = self._child, None
+        if child:
+            child.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -463,7 +588,8 @@ class Deleter:
 
     # A Deleter travels with a pickled or copied callback as a fresh, idle one.
     def __getstate__(self) -> dict[str, Any]:
-        return {"background": self.background}  # the injected clock/sleep/probe are the defaults again
+        # the injected clock/sleep/probe are the defaults again
+        return {"background": self.background, "process": self.process}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(background=state["background"])  # type: ignore[misc]
+        self.__init__(background=state["background"], process=state.get("process", True))  # type: ignore[misc]

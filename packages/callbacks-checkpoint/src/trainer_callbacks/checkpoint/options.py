@@ -61,8 +61,8 @@ class PrunerOptions(CallbackOptions):
     )
     background: bool = option(
         True,
-        "remove folders on a background thread (paced to finish half-way to the next save); `on_train_end` "
-        "waits for it; `False` removes them and reconciles the index inside `on_save`",
+        "remove folders in the background, in a child process (paced to finish half-way to the next save); "
+        "`on_train_end` waits for it; `False` removes them and reconciles the index inside `on_save`",
         Flag(),
     )
     dry_run: bool = option(
