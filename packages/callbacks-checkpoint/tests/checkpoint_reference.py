@@ -64,8 +64,16 @@ def reference_kept(
     if resume_step in by and not any(s > resume_step for s in complete):
         kept.add(resume_step)  # type: ignore[arg-type]
     if keep is not None:
-        kept |= {s for s in steps if s not in kept and keep(by[s])}
+        kept |= {s for s in steps if s not in kept and _keeps(keep, by[s])}
     return kept
+
+
+def _keeps(keep: Any, info: CheckpointInfo) -> bool:
+    """The user's answer; a ``keep`` that raises keeps the checkpoint (a bug in it must never cost one)."""
+    try:
+        return bool(keep(info))
+    except Exception:
+        return True
 
 
 def keep_sevens(info: CheckpointInfo) -> bool:
