@@ -28,7 +28,7 @@ EXPECTED_MEDIANS = {
         "1L/wandb histograms",
     ],
     "discovery": ["import transformers.trainer_callback", "trainer-callbacks list", "python -c pass"],
-    "pruning": ["2MiB/pruner (paced)/block", "2MiB/pruner (paced)/added", "10 folders/block", "50 folders/block"],
+    "pruning": ["2MiB/child/block", "2MiB/child/added", "2MiB/thread/block", "10 folders/block", "50 folders/block"],
     "simulator": ["no callbacks", "all plugins", "all plugins, record_events=False"],
     "update_ratio": ["toy/full copy/extra fraction", "toy/staged/extra fraction"],
     "deepspeed_zero": [f"toy/zero{stage}/{arm}" for stage in (1, 2, 3) for arm in ("gradviz", "safe_get_full_grad")],

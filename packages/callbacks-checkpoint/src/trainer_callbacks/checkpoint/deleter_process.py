@@ -76,6 +76,8 @@ class ChildDeleter:
         self._alive = True
         self.pid = proc.pid
         self.hand_offs = 0
+        self.ready = threading.Event()
+        """Set when the child has started and reads its input."""
         self.warned = False
         """Whether its death has been reported (once per child)."""
         self.tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -194,7 +196,9 @@ class ChildDeleter:
             if not isinstance(message, dict):
                 self.tail.append(line.rstrip("\n"))
                 continue
-            if "log" in message:
+            if "ready" in message:
+                self.ready.set()
+            elif "log" in message:
                 logger.log(int(message["log"]), "%s", message.get("message", ""))
             elif "id" in message:
                 self._report(message)
