@@ -340,6 +340,7 @@ class Deleter:
         self._catch_up: ThreadPoolExecutor | None = None
         self._child: Any = None
         """The :class:`.deleter_process.ChildDeleter` once started; ``False`` once it cannot be used."""
+        self._release: weakref.finalize[..., Any] | None = None
         self._hand_offs = 0
         self._pending: list[Future[Removal]] = []
         self._lock = threading.Lock()
@@ -412,7 +413,7 @@ class Deleter:
             self._child = child or False
             if child:
                 # a deleter dropped without close() (a run that died, a notebook's next cell) lets its child go
-                weakref.finalize(self, child.detach)
+                self._release = weakref.finalize(self, child.detach)
                 if self._hurry.is_set():
                     child.hurry(True)
         if self._child is False or not self._child.alive:
@@ -574,6 +575,8 @@ class Deleter:
         child, self._child = self._child, None
         if child:
             child.close()
+            if self._release is not None:  # closed: nothing left for the finalizer, which lets the child go
+                self._release.detach()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
