@@ -174,6 +174,9 @@ def test_the_child_paces_on_a_nice_19_thread_and_leaves_this_process_alone(tmp_p
             values.append(int(stat[stat.rindex(")") + 2 :].split()[16]))  # field 19: nice
         return sorted(values)
 
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # the test run's own nice value (`nice pytest`), which the child inherits
+    if base >= 19:
+        pytest.skip("the test run is already at nice 19")
     ours = nice_values(os.getpid())
     deleter = Deleter(background=True)
     hidden = trash(tmp_path, 1, chunks=1)
@@ -182,8 +185,8 @@ def test_the_child_paces_on_a_nice_19_thread_and_leaves_this_process_alone(tmp_p
     assert pid is not None
     child = nice_values(pid)
     deleter.close()
-    assert 19 in child and child.count(19) == 1  # the pacing thread only
-    assert 0 in child  # the thread that reads the pipe, and the catch-up thread, at normal priority
+    assert child.count(19) == 1  # the pacing thread only
+    assert child.count(base) == len(child) - 1  # the thread that reads the pipe, the catch-up thread: as started
     assert 19 not in ours and nice_values(os.getpid()).count(19) == 0  # no thread of this process was niced
 
 
