@@ -74,7 +74,7 @@ def test_background_batches_are_freed_by_a_child_process(tmp_path: Path, monkeyp
     assert (removal.removed, removal.bytes_freed, removal.not_removed) == (1, size, [])
     assert not hidden.exists()
     assert used == []  # nothing was freed by this process
-    assert child._proc.returncode == 0  # close() let the child exit by itself
+    assert child._proc.wait(timeout=60) == 0  # close() let the child exit by itself
 
 
 def test_wait_makes_the_child_stop_pausing(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ median step of 4.7 and 5.2 ms. On an idle machine the two did not differ measura
 
 So :class:`~trainer_callbacks.checkpoint.deletion.Deleter` (with ``background=True``) sends each
 batch to one long-lived child (``python -m trainer_callbacks.checkpoint.deleter_process``, started
-at the first batch, lightweight: it imports no torch or transformers), which runs the same paced,
+at train begin, lightweight: it imports no torch or transformers), which runs the same paced,
 chunked deletion (:mod:`.deletion`: a nice-19 thread while on time, a normal-priority one once
 behind) and reports each batch back. The line protocol on its stdin/stdout is JSON, one object per
 line:
@@ -52,8 +52,6 @@ from trainer_callbacks.checkpoint.deletion import Deleter, Removal
 logger = logging.getLogger("trainer_callbacks.checkpoint.deletion")
 
 MODULE = "trainer_callbacks.checkpoint.deleter_process"
-EXIT_TIMEOUT = 60.0
-"""Seconds :meth:`ChildDeleter.close` waits for the child to exit once its batches are done."""
 
 
 class ChildDied(Exception):
@@ -147,28 +145,20 @@ class ChildDeleter:
         """Tell the child to stop pausing (someone waits) or to pace again."""
         self._send({"op": "hurry" if on else "calm"})
 
-    def detach(self) -> None:
-        """Let the child go without waiting: it finishes what it was sent, then exits (its owner was dropped)."""
+    def close(self) -> None:
+        """Let the child go: it finishes what it was sent, then exits; the reader thread reaps it.
+
+        Not waited for: whoever needs the batches done waits for their futures first (``Deleter.close``
+        does), and a child that has not finished starting (a run that never pruned) must not hold up
+        the end of training. The child exits at the end of its input whatever happens here.
+        """
         self._send({"op": "exit"})
         with contextlib.suppress(OSError, ValueError):
             if self._proc.stdin is not None:
                 self._proc.stdin.close()
 
-    def close(self) -> None:
-        """Ask the child to exit once its batches are done, and wait for it (killed after :data:`EXIT_TIMEOUT`)."""
-        self._send({"op": "exit"})
-        try:
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self._proc.wait(timeout=EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            logger.warning("CheckpointPruner: the deleting process did not exit; stopping it")
-            self._proc.kill()
-            self._proc.wait()
-        self._reader.join()
+    detach = close
+    """For :func:`weakref.finalize` when the owning deleter is dropped without ``close()``."""
 
     def _send(self, message: dict[str, Any]) -> bool:
         stdin = self._proc.stdin

@@ -570,7 +570,7 @@ class Deleter:
                 child.hurry(False)
 
     def close(self) -> None:
-        """Wait for every removal, then stop the background thread (a later :meth:`submit` starts a new one)."""
+        """Wait for every removal, then let the child go and stop the threads (a later :meth:`start` starts anew)."""
         self.wait()
         child, self._child = self._child, None
         if child:
