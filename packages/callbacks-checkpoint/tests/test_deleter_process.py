@@ -170,7 +170,10 @@ def test_the_child_paces_on_a_nice_19_thread_and_leaves_this_process_alone(tmp_p
     def nice_values(pid: int) -> list[int]:
         values = []
         for task in Path(f"/proc/{pid}/task").iterdir():
-            stat = (task / "stat").read_text()
+            try:
+                stat = (task / "stat").read_text()
+            except FileNotFoundError:  # a thread that ended meanwhile (an earlier child's reader, exiting)
+                continue
             values.append(int(stat[stat.rindex(")") + 2 :].split()[16]))  # field 19: nice
         return sorted(values)
 
