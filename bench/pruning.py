@@ -341,8 +341,8 @@ def run(quick: bool = False) -> BenchResult:
     rows: list[list[str]] = []
     size_goal: list[tuple[str, float, float, float]] = []
     direct: list[str] = []
-    worst_off_cpu = 0.0
     """What the child-process arm took from the loop's thread, directly, per size (GIL waits, run-queue wait)."""
+    worst_off_cpu = 0.0
     spreads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-prune-", dir=base) as tmp:
         dirs = RunDirs(Path(tmp))

@@ -47,7 +47,7 @@ def slow_deleter() -> Deleter:
     return deleter
 
 
-def forbid_local_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def record_local_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make this process's own freeing functions record their use (the child has its own copies)."""
     used: list[str] = []
     for name in ("free_files", "remove_tree"):
@@ -62,7 +62,7 @@ def forbid_local_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_background_batches_are_freed_by_a_child_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    used = forbid_local_work(monkeypatch)
+    used = record_local_work(monkeypatch)
     hidden = trash(tmp_path, 1, chunks=3)
     size = tree_size(hidden)
     deleter = Deleter(background=True)

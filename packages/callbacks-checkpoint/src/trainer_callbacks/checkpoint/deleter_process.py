@@ -52,6 +52,8 @@ from trainer_callbacks.checkpoint.deletion import Deleter, Removal
 logger = logging.getLogger("trainer_callbacks.checkpoint.deletion")
 
 MODULE = "trainer_callbacks.checkpoint.deleter_process"
+RESULT = ("bytes_freed", "removed", "not_removed", "paused")
+"""The :class:`~.deletion.Removal` fields a batch's report carries back (JSON keeps their types)."""
 
 
 class ChildDied(Exception):
@@ -157,9 +159,6 @@ class ChildDeleter:
             if self._proc.stdin is not None:
                 self._proc.stdin.close()
 
-    detach = close
-    """For :func:`weakref.finalize` when the owning deleter is dropped without ``close()``."""
-
     def _send(self, message: dict[str, Any]) -> bool:
         stdin = self._proc.stdin
         if stdin is None:
@@ -202,10 +201,8 @@ class ChildDeleter:
         if entry is None:
             return
         future, removal = entry
-        removal.bytes_freed = int(message["bytes_freed"])
-        removal.removed = int(message["removed"])
-        removal.not_removed = [str(n) for n in message["not_removed"]]
-        removal.paused = float(message.get("paused", 0.0))
+        for name in RESULT:
+            setattr(removal, name, message[name])
         future.set_result(removal)
 
     def _fail_pending(self) -> None:
@@ -246,16 +243,7 @@ def serve(stdin: IO[str], stdout: IO[str], deleter: Deleter) -> None:
 
     def done(ident: int, future: Future[Removal]) -> None:
         removal = future.result()
-        send(
-            {
-                "id": ident,
-                "bytes_freed": removal.bytes_freed,
-                "removed": removal.removed,
-                "not_removed": removal.not_removed,
-                "paused": removal.paused,
-                "hand_offs": deleter.hand_offs,
-            }
-        )
+        send({"id": ident, "hand_offs": deleter.hand_offs, **{name: getattr(removal, name) for name in RESULT}})
 
     forward = _Forward(send)
     source = logging.getLogger("trainer_callbacks.checkpoint")

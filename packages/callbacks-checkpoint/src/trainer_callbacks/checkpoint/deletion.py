@@ -299,9 +299,9 @@ class Removal:
     """Hidden folders whose removal failed (they stay hidden; the next start removes them)."""
     dry_run: bool = False
     report: bool = True
+    """False for the removal of a crash's leftovers (not a prune of this run)."""
     paused: float = 0.0
     """Seconds the deleter paused between chunks (pacing)."""
-    """False for the removal of a crash's leftovers (not a prune of this run)."""
 
 
 class Deleter:
@@ -395,9 +395,10 @@ class Deleter:
         if child is None:
             return self.submit_paced(removal, paths, measure=measure, deadline=deadline)
         outer: Future[Removal] = Future()
+        batch = list(paths)
         left = None if deadline is None else deadline - self.clock()
-        sent = child.submit(removal, list(paths), measure, left)
-        sent.add_done_callback(lambda f: self._from_child(f, outer, removal, list(paths), measure, deadline))
+        sent = child.submit(removal, batch, measure, left)
+        sent.add_done_callback(lambda f: self._from_child(f, outer, removal, batch, measure, deadline))
         with self._lock:
             self._pending.append(outer)
         return outer
@@ -413,7 +414,7 @@ class Deleter:
             self._child = child or False
             if child:
                 # a deleter dropped without close() (a run that died, a notebook's next cell) lets its child go
-                self._release = weakref.finalize(self, child.detach)
+                self._release = weakref.finalize(self, child.close)
                 if self._hurry.is_set():
                     child.hurry(True)
         if self._child is False or not self._child.alive:
