@@ -4,6 +4,7 @@ Usage (the tests run it, each process writes ``OUT_DIR/rank<R>.json``):
 
     python run_all_plugins.py single OUT_DIR                           # 1 process, batch 16
     torchrun --nproc_per_node=2 run_all_plugins.py zero2 OUT_DIR       # DeepSpeed ZeRO-1/2/3 (DS_ACCELERATOR=cpu)
+    torchrun --nproc_per_node=2 run_all_plugins.py zero1,zero2 OUT     # one after the other: OUT/zero1, OUT/zero2
     torchrun --nproc_per_node=2 run_all_plugins.py zero2-bf16 OUT_DIR  # on CPU: -bf16, -fp16 (see allow_fp16_on_cpu)
     torchrun --nproc_per_node=2 run_all_plugins.py zero3-gpu-bf16 OUT  # on GPUs (nccl): -fp32, -bf16, -fp16
     torchrun --nproc_per_node=2 run_all_plugins.py zero3 OUT --stop-after 20   # then, in the same OUT:
@@ -45,19 +46,26 @@ CALLBACKS: dict[str, dict[str, Any]] = {
 
 _calls: list[list[str]] = []
 _lock = threading.Lock()
+_watched: list[str] = []
+"""The output directory of the run in progress (one at a time; the wrappers are installed once)."""
 
 
 def _watch_deletions(output_dir: str) -> None:
-    """Record rmtree/rename/replace/remove calls that touch ``output_dir`` (any thread)."""
-    root = os.path.realpath(output_dir)
+    """Record rmtree/rename/replace/remove calls that touch ``output_dir`` (any thread) from now on."""
+    with _lock:
+        _calls.clear()
+        first = not _watched
+        _watched[:] = [os.path.realpath(output_dir)]
+    if not first:
+        return
 
     def wrap(module: Any, name: str) -> None:
         original = getattr(module, name)
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
             paths = [os.path.realpath(os.fspath(a)) for a in args[:2] if isinstance(a, (str, os.PathLike))]
-            if any(p.startswith(root) and "checkpoint-" in p for p in paths):
-                with _lock:
+            with _lock:
+                if any(p.startswith(_watched[0]) and "checkpoint-" in p for p in paths):
                     _calls.append([name, *paths])
             return original(*args, **kwargs)
 
@@ -253,8 +261,11 @@ def main(mode: str, out_dir: str, stop_after: int | None = None, resume: bool = 
         "pruner_progress": pruner.state()["attributes"]["progress"],
     }
     Path(out_dir, f"rank{rank}{'-resumed' if resume else ''}.json").write_text(json.dumps(result))
-    # Leave the process group before exit: a gloo group still alive at interpreter exit can
-    # abort a rank ("terminate called without an active exception") after the work is done.
+
+
+def leave_process_group() -> None:
+    """Leave the process group before exit: a gloo group still alive at interpreter exit can
+    abort a rank ("terminate called without an active exception") after the work is done."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -262,11 +273,25 @@ def main(mode: str, out_dir: str, stop_after: int | None = None, resume: bool = 
         dist.destroy_process_group()
 
 
+def run_modes(modes: list[str], out_dir: str, stop_after: int | None = None, resume: bool = False) -> None:
+    """Each mode in turn in these processes, in ``out_dir`` (one mode) or ``out_dir/<mode>`` (several).
+
+    Several modes in one launch share the imports of torch, transformers and DeepSpeed (about
+    10 s of CPU a process here, five times a run's training); each run has its own Trainer,
+    callbacks and DeepSpeed engine, and the process group stays up between them.
+    """
+    for mode in modes:
+        out = out_dir if len(modes) == 1 else os.path.join(out_dir, mode)
+        os.makedirs(out, exist_ok=True)
+        main(mode, out, stop_after, resume)
+    leave_process_group()
+
+
 def parse(argv: list[str]) -> dict[str, Any]:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode")
+    parser.add_argument("modes", type=lambda text: text.split(","), help="a mode, or several separated by commas")
     parser.add_argument("out_dir")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this step (after its save)")
     parser.add_argument(
@@ -276,7 +301,7 @@ def parse(argv: list[str]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(**parse(sys.argv[1:]))
+    run_modes(**parse(sys.argv[1:]))
     # Results are written and the process group is left; skip interpreter teardown, where a
     # C++ thread of torch's CPU/gloo stack still joinable at exit can abort the process
     # ("terminate called without an active exception") after the work is done.
